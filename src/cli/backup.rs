@@ -1,0 +1,56 @@
+//! `lifeboat backup NAME… | --all`
+
+use lifeboat::{Catalog, policy};
+
+use super::{Env, human_size, print_json, report};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policies to back up.
+    names: Vec<String>,
+    /// Back up every policy.
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Backs up each policy in turn; one failing does not stop the others, and the exit code is
+/// the worst outcome.
+pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
+    let policies = policy::select(&env.policies, &args.names, args.all)?;
+    let catalog = Catalog::open(&env.state)?;
+    let mut worst = 0;
+    let mut results = Vec::new();
+    for p in &policies {
+        match lifeboat::backup(p, &env.state, &catalog, &env.clock) {
+            Ok(outcome) => {
+                if !args.json {
+                    let stored: u64 = outcome.payloads.iter().map(|p| p.size).sum();
+                    println!(
+                        "{}: backup {} ({} archived, {} stored, {} store(s), {:.2}s)",
+                        outcome.policy,
+                        outcome.backup_id,
+                        human_size(outcome.archive_size),
+                        human_size(stored),
+                        outcome.stores.len(),
+                        outcome.seconds
+                    );
+                }
+                results.push(serde_json::to_value(&outcome).expect("json"));
+            }
+            Err(e) => {
+                report(&e);
+                worst = worst.max(e.kind().exit_code());
+                results.push(serde_json::json!({
+                    "policy": p.name, "error": e.to_string(), "exit_code": e.kind().exit_code()
+                }));
+            }
+        }
+    }
+    if args.json {
+        print_json(&results);
+    }
+    Ok(worst)
+}

@@ -1,0 +1,138 @@
+//! Argument parsing (clap derive) and dispatch to one file per verb. Nothing here knows how
+//! a tar or a manifest is built; it calls `lifeboat::…` and prints.
+
+mod backup;
+mod catalog;
+mod keygen;
+mod list;
+mod policy;
+mod restore;
+mod verify;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lifeboat::{Clock, Error, Identities, StateDir};
+
+/// Backup and disaster recovery that proves, with a stopwatch, that restores work.
+#[derive(Parser)]
+#[command(name = "lifeboat", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, \
+3 runtime failure (I/O, network), 4 another run holds the policy's lock."
+)]
+pub struct Cli {
+    /// Directory of policy files (*.toml).
+    #[arg(long, global = true, default_value = "policies", value_name = "DIR")]
+    policies: PathBuf,
+    /// State directory (catalog, locks, scratch) [default: $XDG_STATE_HOME/lifeboat].
+    #[arg(long, global = true, env = "LIFEBOAT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Identity file (age identity or OpenPGP secret key) for restore and verification;
+    /// repeatable. LIFEBOAT_IDENTITY_FILE may list several, separated by ':'.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_IDENTITY_FILE",
+        value_delimiter = ':',
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    identity: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a key pair (private file 0600, public beside it as FILE.pub).
+    Keygen(keygen::Args),
+    /// Back up the named policies now.
+    Backup(backup::Args),
+    /// List backups known to the catalog.
+    List(list::Args),
+    /// Verify backups: checksum (no key needed), full, or restore.
+    Verify(verify::Args),
+    /// Restore a backup (the newest by default), or an archive made by standard tools.
+    Restore(restore::Args),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// The local catalog.
+    #[command(subcommand)]
+    Catalog(catalog::Command),
+}
+
+/// What every verb gets from the edge: clock, state directory, policies dir, identities.
+pub struct Env {
+    pub clock: Clock,
+    pub state: StateDir,
+    pub policies: PathBuf,
+    identity_files: Vec<PathBuf>,
+}
+
+impl Env {
+    /// Loads the identity files (only verbs that decrypt call this).
+    pub fn identities(&self) -> lifeboat::Result<Identities> {
+        Identities::load(&self.identity_files)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}
+
+/// Prints an error as one line on stderr.
+pub fn report(e: &Error) {
+    let line = e.to_string().replace('\n', " ");
+    let _ = writeln!(std::io::stderr(), "lifeboat: error: {line}");
+}
+
+fn run(cli: Cli) -> lifeboat::Result<u8> {
+    let env = Env {
+        clock: Clock::from_env()?,
+        state: StateDir::resolve(cli.state_dir)?,
+        policies: cli.policies,
+        identity_files: cli.identity,
+    };
+    match cli.command {
+        Command::Keygen(a) => keygen::run(&env, a),
+        Command::Backup(a) => backup::run(&env, a),
+        Command::List(a) => list::run(&env, a),
+        Command::Verify(a) => verify::run(&env, a),
+        Command::Restore(a) => restore::run(&env, a),
+        Command::Policy(c) => policy::run(&env, c),
+        Command::Catalog(c) => catalog::run(&env, c),
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    let text = serde_json::to_string_pretty(value).expect("serializable");
+    println!("{text}");
+}
+
+/// Formats a byte count for humans.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,123 @@
+//! The read side of the pipeline: stored bytes → sha256 check → decrypt → decompress,
+//! with decryption on its own thread. The consumer sees plaintext as it streams; callers
+//! write it only to staging, and accept it only when this returns `Ok` (the whole stream
+//! authenticated and, for a catalogued backup, its size and sha256 matched the manifest).
+
+use std::io::{self, BufReader, Read, Write};
+
+use crate::codec::{self, DecryptFailure};
+use crate::error::{Error, Result};
+use crate::hash::HashReader;
+use crate::keys::Identities;
+use crate::pipe;
+
+/// What the stored object must hash to.
+pub struct Expected<'a> {
+    pub sha256: &'a str,
+    pub size: u64,
+}
+
+/// Streams `input` through decryption and decompression into `consume`, then drains the
+/// rest and checks everything. `what` names the object in errors. Unencrypted input is
+/// accepted only when `allow_plain` (archives from old scripts: `.tar.gz`, `.tar.zst`).
+pub fn read_plaintext<T>(
+    input: Box<dyn Read + Send + Sync>,
+    expected: Option<Expected<'_>>,
+    ids: &Identities,
+    allow_plain: bool,
+    what: &str,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<T> {
+    let (hashing, digest) = HashReader::new(input);
+    let (writer, reader) = pipe::channel();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || decrypt_into(hashing, ids, allow_plain, what, writer));
+        let consumed = (|| {
+            let mut plain = codec::decompress_reader(BufReader::with_capacity(256 * 1024, reader))
+                .map_err(|e| damaged(what, e))?;
+            let value = consume(&mut plain)?;
+            // Read to the end so the whole stream is authenticated and hashed.
+            io::copy(&mut plain, &mut io::sink()).map_err(|e| damaged(what, e))?;
+            Ok(value)
+        })();
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Runtime("decryption thread panicked".into())));
+        // The producer's error is the root cause when both failed.
+        let value = match (produced, consumed) {
+            (Err(e), _) => return Err(e),
+            (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(v)) => v,
+        };
+        if let Some(exp) = expected {
+            let (sha256, size) = digest.result();
+            if size != exp.size || sha256 != exp.sha256 {
+                return Err(Error::Check(format!(
+                    "{what} does not match its manifest (size {size} vs {}, sha256 differs: {}); it was altered or damaged",
+                    exp.size,
+                    sha256 != exp.sha256
+                )));
+            }
+        }
+        Ok(value)
+    })
+}
+
+/// Producer side: decrypt `input` (or pass a plain archive through) into the pipe.
+fn decrypt_into(
+    input: HashReader<Box<dyn Read + Send + Sync>>,
+    ids: &Identities,
+    allow_plain: bool,
+    what: &str,
+    mut w: pipe::PipeWriter,
+) -> Result<()> {
+    let mut input = BufReader::with_capacity(256 * 1024, input);
+    let encrypted = match io::BufRead::fill_buf(&mut input) {
+        Ok(head) => codec::detect_envelope(head).is_some(),
+        Err(e) => Err(Error::Runtime(format!("cannot read {what}: {e}")))?,
+    };
+    let result = if !encrypted && allow_plain {
+        copy_until_consumer_stops(&mut input, &mut w, what)
+    } else {
+        match codec::decrypt_reader(input, ids) {
+            Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, what),
+            Err(e) => Err(e.into_error(what)),
+        }
+    };
+    match result {
+        // The consumer stopped early and reports its own error.
+        Ok(true) => Ok(()),
+        Ok(false) => w
+            .finish()
+            .map_err(|e| Error::Runtime(format!("pipeline stopped: {e}"))),
+        Err(e) => {
+            w.fail(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// Copies until the end of `r`. A read error fails (it is the decryptor's verdict on the
+/// stream); `Ok(true)` means the consumer stopped reading.
+fn copy_until_consumer_stops(
+    r: &mut dyn Read,
+    w: &mut pipe::PipeWriter,
+    what: &str,
+) -> Result<bool> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecryptFailure::Damaged(e.to_string()).into_error(what)),
+        };
+        if w.write_all(&buf[..n]).is_err() {
+            return Ok(true);
+        }
+    }
+}
+
+fn damaged(what: &str, e: io::Error) -> Error {
+    Error::Check(format!("{what} is not a valid archive: {e}"))
+}

@@ -1,0 +1,375 @@
+//! Restore: fetch → check hash while streaming → decrypt → decompress → staging beside the
+//! target → integrity check → atomic swap. The target is untouched until the new copy is
+//! complete and verified; with `--force` the old data is kept until the swap succeeded.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::error::{Error, IoContext, Result};
+use crate::fetch::{self, Expected};
+use crate::inventory::{self, Found};
+use crate::keys::Identities;
+use crate::manifest::Private;
+use crate::policy::{Policy, SourceSpec};
+use crate::source;
+use crate::store::Store;
+use crate::store::sync_dir;
+
+/// What `restore` should do.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+/// What a restore did (or, with `dry_run`, would do).
+#[derive(Debug, Serialize)]
+pub struct RestoreOutcome {
+    pub policy: Option<String>,
+    pub backup_id: Option<String>,
+    pub object: String,
+    pub store: Option<String>,
+    pub target: PathBuf,
+    /// The target existed and was (or would be) replaced.
+    pub replaced: bool,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+/// Restores the newest backup of `policy` (or backup `id`) to `opts.target`.
+pub fn restore(
+    policy: &Policy,
+    id: Option<&str>,
+    ids: &Identities,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    let started = Instant::now();
+    let replaced = check_target(&opts.target, opts.force)?;
+    let stores = inventory::open_stores(policy)?;
+    let found = inventory::pick(policy, inventory::backups(policy, &stores)?, id)?;
+    let payload = found.manifest.payload_for(ids)?;
+    // Reading the private part first proves the identity fits before anything is written.
+    let private = found.manifest.read_private(ids)?;
+    let store = &stores[found.stores[0]];
+    let mut outcome = RestoreOutcome {
+        policy: Some(policy.name.clone()),
+        backup_id: Some(found.manifest.backup_id.to_string()),
+        object: payload.object.clone(),
+        store: Some(store.describe()),
+        target: opts.target.clone(),
+        replaced,
+        dry_run: opts.dry_run,
+        seconds: 0.0,
+    };
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    let staging = Staging::beside(&opts.target)?;
+    let item = unpack_backup(
+        &policy.source,
+        &stores,
+        &found,
+        ids,
+        &private,
+        staging.path(),
+    )?;
+    promote(&item, &opts.target)?;
+    drop(staging);
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Restores an archive made by standard tools (`tar | gzip | gpg -e`, `tar | zstd | age`,
+/// plain `.tar.gz` / `.tar.zst`), detected by content, into the directory `opts.target`.
+pub fn restore_archive(
+    archive: &Path,
+    ids: &Identities,
+    opts: &RestoreOptions,
+    _clock: &Clock,
+) -> Result<RestoreOutcome> {
+    let started = Instant::now();
+    let replaced = check_target(&opts.target, opts.force)?;
+    let file = fs::File::open(archive).at("cannot open archive", archive)?;
+    let mut outcome = RestoreOutcome {
+        policy: None,
+        backup_id: None,
+        object: archive.display().to_string(),
+        store: None,
+        target: opts.target.clone(),
+        replaced,
+        dry_run: opts.dry_run,
+        seconds: 0.0,
+    };
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    let staging = Staging::beside(&opts.target)?;
+    let what = format!("archive {}", archive.display());
+    fetch::read_plaintext(Box::new(file), None, ids, true, &what, |r| {
+        unpack_tar(r, staging.path(), &what)
+    })?;
+    promote(staging.path(), &opts.target)?;
+    drop(staging);
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Unpacks a catalogued backup into the empty directory `dir` and checks it against its
+/// private manifest; returns the restored item (the database file, or `dir` for a tree).
+pub(crate) fn unpack_backup(
+    source: &SourceSpec,
+    stores: &[Box<dyn Store>],
+    found: &Found,
+    ids: &Identities,
+    private: &Private,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let m = &found.manifest;
+    let payload = m.payload_for(ids)?;
+    let store = &stores[found.stores[0]];
+    let what = format!(
+        "backup {} ({} in {})",
+        m.backup_id,
+        payload.object,
+        store.describe()
+    );
+    let input = store.get(&payload.object)?;
+    let expected = Expected {
+        sha256: &payload.sha256,
+        size: payload.size,
+    };
+    let tar_sha256 = fetch::read_plaintext(input, Some(expected), ids, false, &what, |r| {
+        let mut hashing = crate::hash::HashReader::new(r);
+        unpack_tar(&mut hashing.0, dir, &what)?;
+        std::io::copy(&mut hashing.0, &mut std::io::sink())
+            .map_err(|e| Error::Check(format!("{what}: {e}")))?;
+        Ok(hashing.1.result().0)
+    })?;
+    if tar_sha256 != private.tar_sha256 {
+        return Err(Error::Check(format!(
+            "{what}: archive does not match the checksum in its private manifest"
+        )));
+    }
+    match source {
+        SourceSpec::Sqlite { .. } => {
+            let db = single_file(dir, &what)?;
+            fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).at("cannot chmod", &db)?;
+            source::check_database(&db, &private.tables)?;
+            // Opening the database may leave -wal/-shm beside it; keep only the file.
+            for suffix in ["-wal", "-shm"] {
+                let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            Ok(db)
+        }
+        SourceSpec::Files { .. } => {
+            source::check_tree(dir, &private.files)?;
+            Ok(dir.to_path_buf())
+        }
+    }
+}
+
+/// The one regular file in `dir` (an SQLite backup holds exactly one).
+fn single_file(dir: &Path, what: &str) -> Result<PathBuf> {
+    let entries: Vec<PathBuf> = fs::read_dir(dir)
+        .at("cannot read", dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    match entries.as_slice() {
+        [one] if one.is_file() => Ok(one.clone()),
+        _ => Err(Error::Check(format!(
+            "{what}: expected one database file in the archive, found {} entries",
+            entries.len()
+        ))),
+    }
+}
+
+/// Unpacks a tar stream into `dir`, refusing entries that are not files, directories or
+/// symlinks and any path that would land outside `dir`. Directory modes are applied last,
+/// so a read-only directory does not stop its own contents from being restored.
+pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()> {
+    let bad = |e: std::io::Error| Error::Check(format!("{what} is not a valid archive: {e}"));
+    let mut archive = tar::Archive::new(r);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(false);
+    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let kind = entry.header().entry_type();
+        let path = entry.path().map_err(bad)?.into_owned();
+        use tar::EntryType::*;
+        match kind {
+            Regular | Continuous | Directory | Symlink => {}
+            other => {
+                return Err(Error::Check(format!(
+                    "{what}: entry {} is a {other:?}, which lifeboat does not restore",
+                    path.display()
+                )));
+            }
+        }
+        let mode = entry.header().mode().map_err(bad)? & 0o7777;
+        let mtime = entry.header().mtime().unwrap_or(0);
+        if !entry.unpack_in(dir).map_err(bad)? {
+            return Err(Error::Check(format!(
+                "{what}: entry {} points outside the restore target; refused",
+                path.display()
+            )));
+        }
+        if kind == Directory {
+            let on_disk = dir.join(&path);
+            fs::set_permissions(&on_disk, fs::Permissions::from_mode(0o700))
+                .at("cannot chmod", &on_disk)?;
+            dirs.push((on_disk, mode, mtime));
+        }
+    }
+    // Deepest first, so setting a parent's mtime comes after its children were touched.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+    for (path, mode, mtime) in dirs {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at("cannot chmod", &path)?;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        if let Ok(f) = fs::File::open(&path) {
+            let _ = f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t));
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `target` may be written: absent, an empty directory, or `force`.
+/// Returns whether something would be replaced.
+fn check_target(target: &Path, force: bool) -> Result<bool> {
+    let exists = match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => fs::read_dir(target)
+            .at("cannot read", target)?
+            .next()
+            .is_some(),
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    if exists && !force {
+        return Err(Error::Config(format!(
+            "{} already exists; pass --force to replace it (the old data is kept until the new copy is in place)",
+            target.display()
+        )));
+    }
+    Ok(exists)
+}
+
+/// A private (0700) directory beside the target, removed with everything in it on drop.
+pub(crate) struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    /// Creates the staging directory next to `target` (same filesystem, so the final move is
+    /// an atomic rename), creating missing parent directories 0700.
+    pub(crate) fn beside(target: &Path) -> Result<Self> {
+        let (parent, name) = split(target)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&parent)
+            .at("cannot create directory", &parent)?;
+        let path = parent.join(format!(
+            ".{name}.lifeboat-staging-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .at("cannot create staging directory", &path)?;
+        Ok(Staging { path })
+    }
+
+    /// A staging directory inside `parent` (for verification restores into scratch space).
+    pub(crate) fn inside(parent: &Path) -> Result<Self> {
+        crate::state::create_private_dir(parent)?;
+        Self::beside(&parent.join("verify"))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+fn split(target: &Path) -> Result<(PathBuf, String)> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{} is not a usable restore target",
+                target.display()
+            ))
+        })?
+        .to_string();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+/// Moves `item` to `target`. An existing target (and an SQLite database's `-wal`, `-shm`
+/// and `-journal` files, which belong to the old data) is first moved aside, and restored
+/// if the final rename fails; it is removed only after the new copy is in place.
+fn promote(item: &Path, target: &Path) -> Result<()> {
+    let (parent, name) = split(target)?;
+    let old = parent.join(format!(
+        ".{name}.lifeboat-old-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let candidates = [
+        target.to_path_buf(),
+        PathBuf::from(format!("{}-wal", target.display())),
+        PathBuf::from(format!("{}-shm", target.display())),
+        PathBuf::from(format!("{}-journal", target.display())),
+    ];
+    for c in candidates {
+        if fs::symlink_metadata(&c).is_ok() {
+            if moved.is_empty() {
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&old)
+                    .at("cannot create", &old)?;
+            }
+            let aside = old.join(c.file_name().expect("has a name"));
+            if let Err(e) = fs::rename(&c, &aside) {
+                undo(&moved);
+                let _ = fs::remove_dir(&old);
+                return Err(Error::io("cannot move aside", &c, e));
+            }
+            moved.push((c, aside));
+        }
+    }
+    if let Err(e) = fs::rename(item, target) {
+        undo(&moved);
+        let _ = fs::remove_dir(&old);
+        return Err(Error::io("cannot move restored data into", target, e));
+    }
+    sync_dir(&parent)?;
+    if !moved.is_empty() {
+        fs::remove_dir_all(&old).at("cannot remove the replaced data at", &old)?;
+    }
+    Ok(())
+}
+
+fn undo(moved: &[(PathBuf, PathBuf)]) {
+    for (orig, aside) in moved.iter().rev() {
+        let _ = fs::rename(aside, orig);
+    }
+}

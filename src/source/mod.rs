@@ -1,0 +1,72 @@
+//! Sources: each produces a consistent point-in-time tar stream of what a policy protects,
+//! plus what the private manifest records about it (file list, table row counts).
+
+mod files;
+mod sqlite;
+
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+
+pub use files::check_tree;
+pub use sqlite::{check_database, table_counts};
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::manifest::{FileEntry, TableCount};
+use crate::pipe::{self, PipeReader};
+use crate::policy::SourceSpec;
+
+/// What a source recorded while producing its stream.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub files: Vec<FileEntry>,
+    pub tables: Vec<TableCount>,
+}
+
+/// A running source: read the tar stream from `reader`, then `join` for what it recorded.
+pub struct Running {
+    pub reader: PipeReader,
+    pub captured_at: DateTime<Utc>,
+    handle: JoinHandle<Result<Captured>>,
+}
+
+impl Running {
+    pub fn join(self) -> Result<Captured> {
+        // Drop the reader first: a producer blocked on a full pipe then stops.
+        drop(self.reader);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err(crate::Error::Runtime("source thread panicked".into())))
+    }
+}
+
+/// Starts producing the tar stream of `spec` on its own thread. Any temporary plaintext
+/// (an SQLite snapshot) lives under `scratch` in a 0700 directory removed on every path.
+pub fn start(spec: &SourceSpec, scratch: &Path, clock: &Clock) -> Result<Running> {
+    match spec {
+        SourceSpec::Sqlite { path } => {
+            let snap = sqlite::snapshot(path, scratch, clock)?;
+            let captured_at = snap.captured_at;
+            let (reader, handle) = pipe::spawn(move |w: &mut pipe::PipeWriter| snap.write_tar(w));
+            Ok(Running {
+                reader,
+                captured_at,
+                handle,
+            })
+        }
+        SourceSpec::Files { path } => {
+            let root = path.clone();
+            files::check_root(&root)?;
+            let captured_at = clock.now();
+            let (reader, handle) =
+                pipe::spawn(move |w: &mut pipe::PipeWriter| files::write_tar(&root, w));
+            Ok(Running {
+                reader,
+                captured_at,
+                handle,
+            })
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The state directory: catalog, per-policy locks and scratch space for snapshots and
+//! verification restores. Everything in it is private (0700).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::policy::Policy;
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// `dir` if given, else `$XDG_STATE_HOME/lifeboat`, else `~/.local/state/lifeboat`.
+    pub fn resolve(dir: Option<PathBuf>) -> Result<Self> {
+        let root = match dir {
+            Some(d) => d,
+            None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+                Some(x) => PathBuf::from(x).join("lifeboat"),
+                None => match std::env::var_os("HOME") {
+                    Some(h) => PathBuf::from(h).join(".local/state/lifeboat"),
+                    None => {
+                        return Err(Error::Config(
+                            "no state directory: set --state-dir, LIFEBOAT_STATE_DIR or HOME"
+                                .into(),
+                        ));
+                    }
+                },
+            },
+        };
+        Ok(StateDir { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory (0700) if needed.
+    pub fn ensure(&self) -> Result<()> {
+        create_private_dir(&self.root)
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
+    }
+
+    /// Scratch space for snapshots and verification restores.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Takes the policy's lock, or fails with [`Error::Locked`] if another run holds it.
+    pub fn lock(&self, policy: &Policy) -> Result<PolicyLock> {
+        let dir = self.root.join("locks");
+        create_private_dir(&dir)?;
+        let path = dir.join(format!("{}.lock", policy.id));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("cannot open lock file", &path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(PolicyLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(policy.name.clone())),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
+        }
+    }
+}
+
+/// Held while a policy is being worked on; released when dropped (or the process dies).
+pub struct PolicyLock {
+    _file: File,
+}
+
+/// Creates `dir` and any missing parents with mode 0700; an existing directory is checked
+/// to be private.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at("cannot create directory", dir)?;
+    let meta = fs::metadata(dir).at("cannot stat", dir)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).at("cannot chmod 0700", dir)?;
+    }
+    Ok(())
+}

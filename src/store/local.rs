@@ -1,0 +1,162 @@
+//! A store in a local directory: write to a temporary name, fsync, rename, fsync the
+//! directory, so an object is either absent or complete.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use super::{ObjectWriter, Store};
+use crate::error::{Error, IoContext, Result};
+
+/// Prefix of in-progress objects; never listed.
+const TEMP_PREFIX: &str = ".tmp.";
+
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(dir: PathBuf) -> Self {
+        LocalStore { dir }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(Error::Check(format!("invalid object name {name:?}")));
+        }
+        Ok(self.dir.join(name))
+    }
+}
+
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        format!("local:{}", self.dir.display())
+    }
+
+    fn put(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        let path = self.path(name)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .at("cannot create store directory", &self.dir)?;
+        let tmp = self.dir.join(format!(
+            "{TEMP_PREFIX}{}.{name}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .at("cannot create", &tmp)?;
+        Ok(Box::new(LocalWriter {
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            tmp,
+            path,
+            dir: self.dir.clone(),
+        }))
+    }
+
+    fn get(&self, name: &str) -> Result<Box<dyn Read + Send + Sync>> {
+        let path = self.path(name)?;
+        match File::open(&path) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Check(format!(
+                "object {name} is missing from {}",
+                self.describe()
+            ))),
+            Err(e) => Err(Error::io("cannot open", &path, e)),
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.path(name)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot stat", &path, e)),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot list", &self.dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.at("cannot list", &self.dir)?;
+            if let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot delete", &path, e)),
+        }
+    }
+}
+
+struct LocalWriter {
+    file: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("writer open").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("writer open").flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let file = self.file.take().expect("writer open");
+        let durable = file
+            .into_inner()
+            .map_err(|e| Error::io("cannot write", &self.tmp, e.into_error()))
+            .and_then(|f| f.sync_all().at("cannot sync", &self.tmp));
+        if let Err(e) = durable {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e);
+        }
+        if let Err(e) = fs::rename(&self.tmp, &self.path) {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(Error::io("cannot rename into place", &self.path, e));
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        // Not committed (error or early return): discard the partial object.
+        if self.file.is_some() {
+            self.file = None;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// fsyncs a directory so a rename or removal in it is durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("cannot sync directory", dir)
+}
