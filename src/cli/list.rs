@@ -30,8 +30,8 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<16} {:<36} {:<20} {:>10}  {}",
-        "POLICY", "ID", "CREATED (UTC)", "SIZE", "VERIFIED"
+        "{:<16} {:<36} {:<20} {:>10}  VERIFIED",
+        "POLICY", "ID", "CREATED (UTC)", "SIZE"
     );
     for r in rows {
         println!(

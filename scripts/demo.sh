@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# lifeboat's main job on the bundled example policies and fixtures, with no setup:
+# validate the policies, back up an SQLite database and a wallet directory, list them,
+# verify them down to a full restore, and restore both into ./restored — each restore timed.
+# Backups go to ./backups, state to ./.state; the keys are the TEST-ONLY fixture keys.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --quiet
+lifeboat() { target/debug/lifeboat "$@"; }
+export LIFEBOAT_STATE_DIR="$PWD/.state"
+export LIFEBOAT_IDENTITY_FILE="fixtures/keys/TEST-ONLY-age-identity.txt"
+
+set -x
+lifeboat policy check
+lifeboat backup --all
+lifeboat list
+lifeboat verify shop --level checksum
+lifeboat verify wallet --level restore
+lifeboat restore shop --to restored/shop.db --force
+lifeboat restore wallet --to restored/wallet --force
+lifeboat --identity fixtures/keys/TEST-ONLY-openpgp-secret.asc restore wallet --to restored/wallet-from-openpgp --force
