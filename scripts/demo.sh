@@ -7,11 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --quiet
-lifeboat() { target/debug/lifeboat "$@"; }
+lifeboat() { echo "\$ lifeboat $*"; cargo run --quiet -- "$@"; }
 export LIFEBOAT_STATE_DIR="$PWD/.state"
 export LIFEBOAT_IDENTITY_FILE="fixtures/keys/TEST-ONLY-age-identity.txt"
 
-set -x
 lifeboat policy check
 lifeboat backup --all
 lifeboat list

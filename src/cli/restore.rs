@@ -90,7 +90,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         );
     } else {
         println!(
-            "restored {} to {} in {:.2}s",
+            "restored {} to {} in {:.3}s",
             outcome.object,
             outcome.target.display(),
             outcome.seconds
