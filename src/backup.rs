@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::catalog::{BackupRun, Catalog};
 use crate::clock::Clock;
 use crate::codec::{EncryptWriter, Envelope, encrypt_armored};
 use crate::error::{Error, Result};
@@ -64,8 +64,45 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
-/// Backs up `policy` once, holding its lock.
+/// Backs up `policy` once, holding its lock, and records the attempt (success or failure)
+/// in the catalog's history. A run skipped because another holds the lock is not recorded.
 pub fn backup(
+    policy: &Policy,
+    state: &StateDir,
+    catalog: &Catalog,
+    clock: &Clock,
+) -> Result<BackupOutcome> {
+    let at = clock.now();
+    let started = Instant::now();
+    let result = backup_once(policy, state, catalog, clock);
+    let run = match &result {
+        Err(Error::Locked(_)) => return result,
+        Ok(o) => BackupRun {
+            policy: policy.name.clone(),
+            at,
+            ok: true,
+            backup_id: Some(o.backup_id.to_string()),
+            captured_at: Some(o.captured_at),
+            size: Some(o.payloads.iter().map(|p| p.size).max().unwrap_or(0)),
+            seconds: o.seconds,
+            error: None,
+        },
+        Err(e) => BackupRun {
+            policy: policy.name.clone(),
+            at,
+            ok: false,
+            backup_id: None,
+            captured_at: None,
+            size: None,
+            seconds: started.elapsed().as_secs_f64(),
+            error: Some(e.to_string()),
+        },
+    };
+    catalog.record_backup_run(&run)?;
+    result
+}
+
+fn backup_once(
     policy: &Policy,
     state: &StateDir,
     catalog: &Catalog,

@@ -73,6 +73,7 @@ impl Catalog {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db_err(&path))?;
         conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
+        conn.execute_batch(HISTORY_SCHEMA).map_err(db_err(&path))?;
         Ok(Catalog { conn })
     }
 
@@ -196,5 +197,191 @@ impl Catalog {
             .execute("DELETE FROM backups", [])
             .map_err(self.err())?;
         Ok(())
+    }
+}
+
+/// History kept for reports: every backup attempt, every drill, every key proven.
+const HISTORY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS backup_runs (
+    id          INTEGER PRIMARY KEY,
+    policy_name TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    ok          INTEGER NOT NULL,
+    backup_id   TEXT,
+    captured_at TEXT,
+    size        INTEGER,
+    seconds     REAL NOT NULL,
+    error       TEXT
+);
+CREATE TABLE IF NOT EXISTS drills (
+    id          INTEGER PRIMARY KEY,
+    policy_name TEXT NOT NULL,
+    backup_id   TEXT,
+    started_at  TEXT NOT NULL,
+    passed      INTEGER NOT NULL,
+    result      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_proofs (
+    id          INTEGER PRIMARY KEY,
+    policy_name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    backup_id   TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    ok          INTEGER NOT NULL
+);
+";
+
+/// One backup attempt, successful or not.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct BackupRun {
+    pub policy: String,
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    pub backup_id: Option<String>,
+    pub captured_at: Option<DateTime<Utc>>,
+    pub size: Option<u64>,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// A recipient proven (or not) to decrypt a backup.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyProof {
+    pub policy: String,
+    pub fingerprint: String,
+    pub backup_id: String,
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+}
+
+fn parse_time(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+impl Catalog {
+    pub fn record_backup_run(&self, run: &BackupRun) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO backup_runs (policy_name, at, ok, backup_id, captured_at, size, seconds, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run.policy,
+                    run.at.to_rfc3339(),
+                    run.ok,
+                    run.backup_id,
+                    run.captured_at.map(|t| t.to_rfc3339()),
+                    run.size.map(|s| s as i64),
+                    run.seconds,
+                    run.error
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Backup attempts of `policy_name` at or after `since`, oldest first.
+    pub fn backup_runs(&self, policy_name: &str, since: DateTime<Utc>) -> Result<Vec<BackupRun>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT policy_name, at, ok, backup_id, captured_at, size, seconds, error FROM backup_runs
+                  WHERE policy_name = ?1 AND at >= ?2 ORDER BY at, id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![policy_name, since.to_rfc3339()], |r| {
+                Ok(BackupRun {
+                    policy: r.get(0)?,
+                    at: parse_time(&r.get::<_, String>(1)?)?,
+                    ok: r.get(2)?,
+                    backup_id: r.get(3)?,
+                    captured_at: r
+                        .get::<_, Option<String>>(4)?
+                        .map(|s| parse_time(&s))
+                        .transpose()?,
+                    size: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+                    seconds: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Records a drill; `result` is the drill's JSON as printed by `drill --json`.
+    pub fn record_drill(
+        &self,
+        policy_name: &str,
+        backup_id: Option<&str>,
+        started_at: DateTime<Utc>,
+        passed: bool,
+        result: &serde_json::Value,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO drills (policy_name, backup_id, started_at, passed, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![policy_name, backup_id, started_at.to_rfc3339(), passed, result.to_string()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Drills of `policy_name` started at or after `since`, oldest first, as recorded JSON.
+    pub fn drills(
+        &self,
+        policy_name: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT result FROM drills WHERE policy_name = ?1 AND started_at >= ?2 ORDER BY started_at, id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![policy_name, since.to_rfc3339()], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(self.err())?;
+            out.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::Runtime(format!("catalog: bad drill record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn record_key_proof(&self, proof: &KeyProof) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO key_proofs (policy_name, fingerprint, backup_id, at, ok) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![proof.policy, proof.fingerprint, proof.backup_id, proof.at.to_rfc3339(), proof.ok],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// When `fingerprint` was last proven to decrypt a backup of `policy_name`.
+    pub fn last_key_proof(
+        &self,
+        policy_name: &str,
+        fingerprint: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(at) FROM key_proofs WHERE policy_name = ?1 AND fingerprint = ?2 AND ok = 1",
+                params![policy_name, fingerprint],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        at.map(|s| parse_time(&s).map_err(self.err())).transpose()
     }
 }

@@ -122,6 +122,9 @@ pub(crate) fn encryption_keys(
 pub struct Identities {
     pub age: Vec<Box<dyn age::Identity + Send + Sync>>,
     pub openpgp: Vec<openpgp::Cert>,
+    /// The recipient each identity answers to (age recipient, OpenPGP fingerprint), in the
+    /// same form as the manifest's `recipients`; used to report which key was proven.
+    pub fingerprints: Vec<String>,
 }
 
 impl Identities {
@@ -145,6 +148,12 @@ impl Identities {
                     ))
                 })?;
                 ids.age.extend(list);
+                let text = String::from_utf8_lossy(&bytes);
+                ids.fingerprints.extend(
+                    text.lines()
+                        .filter_map(|l| age::x25519::Identity::from_str(l.trim()).ok())
+                        .map(|i| i.to_public().to_string()),
+                );
                 continue;
             }
             let parser = CertParser::from_bytes(&bytes).map_err(|_| not_an_identity(path))?;
@@ -167,6 +176,7 @@ impl Identities {
                         path.display()
                     )));
                 }
+                ids.fingerprints.push(cert.fingerprint().to_hex());
                 ids.openpgp.push(cert);
                 found = true;
             }

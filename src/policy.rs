@@ -33,6 +33,8 @@ pub struct Policy {
     pub compression: Compression,
     pub retention: Retention,
     pub objectives: Objectives,
+    pub expectations: Expectations,
+    pub drill: DrillSettings,
 }
 
 /// What to back up.
@@ -77,6 +79,27 @@ pub struct Retention {
     pub max_age: Option<Duration>,
 }
 
+/// What a restored copy must contain beyond its own integrity (`[verify]`), checked by
+/// restore-level verification and drills.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// SQLite: tables that must exist.
+    pub tables: Vec<String>,
+    /// SQLite: minimum row counts per table.
+    pub min_rows: Vec<(String, u64)>,
+    /// Files: minimum number of regular files in the tree.
+    pub files_min: Option<u64>,
+}
+
+/// Drill settings (`[drill]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrillSettings {
+    /// Where drills restore to (default: the state directory's scratch space).
+    pub scratch: Option<PathBuf>,
+    /// Cron expression for scheduled drills.
+    pub schedule: Option<String>,
+}
+
 /// Recovery objectives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Objectives {
@@ -102,6 +125,27 @@ struct PolicyFile {
     retention: RetentionFile,
     #[serde(default)]
     objectives: ObjectivesFile,
+    #[serde(default)]
+    verify: VerifyFile,
+    #[serde(default)]
+    drill: DrillFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VerifyFile {
+    #[serde(default)]
+    tables: Vec<String>,
+    #[serde(default)]
+    min_rows: std::collections::BTreeMap<String, u64>,
+    files_min: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrillFile {
+    scratch: Option<PathBuf>,
+    schedule: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +472,15 @@ impl Validator<'_> {
             compression,
             retention,
             objectives,
+            expectations: Expectations {
+                tables: raw.verify.tables,
+                min_rows: raw.verify.min_rows.into_iter().collect(),
+                files_min: raw.verify.files_min,
+            },
+            drill: DrillSettings {
+                scratch: raw.drill.scratch,
+                schedule: raw.drill.schedule,
+            },
         })
     }
 }

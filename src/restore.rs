@@ -131,6 +131,19 @@ pub(crate) fn unpack_backup(
     private: &Private,
     dir: &Path,
 ) -> Result<PathBuf> {
+    unpack_payload(stores, found, ids, private, dir)?;
+    check_restored(source, dir, private)
+}
+
+/// Streams the payload into `dir`: sha256 and size checked against the manifest, the
+/// archive's sha256 against the private manifest. Returns the archive's size.
+pub(crate) fn unpack_payload(
+    stores: &[Box<dyn Store>],
+    found: &Found,
+    ids: &Identities,
+    private: &Private,
+    dir: &Path,
+) -> Result<u64> {
     let m = &found.manifest;
     let payload = m.payload_for(ids)?;
     let store = &stores[found.stores[0]];
@@ -145,18 +158,30 @@ pub(crate) fn unpack_backup(
         sha256: &payload.sha256,
         size: payload.size,
     };
-    let tar_sha256 = fetch::read_plaintext(input, Some(expected), ids, false, &what, |r| {
-        let mut hashing = crate::hash::HashReader::new(r);
-        unpack_tar(&mut hashing.0, dir, &what)?;
-        std::io::copy(&mut hashing.0, &mut std::io::sink())
-            .map_err(|e| Error::Check(format!("{what}: {e}")))?;
-        Ok(hashing.1.result().0)
-    })?;
+    let (tar_sha256, tar_size) =
+        fetch::read_plaintext(input, Some(expected), ids, false, &what, |r| {
+            let (mut hashing, digest) = crate::hash::HashReader::new(r);
+            unpack_tar(&mut hashing, dir, &what)?;
+            std::io::copy(&mut hashing, &mut std::io::sink())
+                .map_err(|e| Error::Check(format!("{what}: {e}")))?;
+            Ok(digest.result())
+        })?;
     if tar_sha256 != private.tar_sha256 {
         return Err(Error::Check(format!(
             "{what}: archive does not match the checksum in its private manifest"
         )));
     }
+    Ok(tar_size)
+}
+
+/// Checks a restored copy in `dir` against its private manifest (SQLite integrity and row
+/// counts, or every entry of the tree); returns the restored item.
+pub(crate) fn check_restored(
+    source: &SourceSpec,
+    dir: &Path,
+    private: &Private,
+) -> Result<PathBuf> {
+    let what = format!("backup {}", private.backup_id);
     match source {
         SourceSpec::Sqlite { .. } => {
             let db = single_file(dir, &what)?;
@@ -288,14 +313,22 @@ impl Staging {
         Ok(Staging { path })
     }
 
-    /// A staging directory inside `parent` (for verification restores into scratch space).
-    pub(crate) fn inside(parent: &Path) -> Result<Self> {
+    /// A staging directory inside `parent` (for verification and drill restores into
+    /// scratch space); `purpose` names it.
+    pub(crate) fn inside(parent: &Path, purpose: &str) -> Result<Self> {
         crate::state::create_private_dir(parent)?;
-        Self::beside(&parent.join("verify"))
+        Self::beside(&parent.join(purpose))
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Keeps the directory (for `drill --keep`) and returns its path.
+    pub(crate) fn keep(self) -> PathBuf {
+        let path = self.path.clone();
+        std::mem::forget(self);
+        path
     }
 }
 

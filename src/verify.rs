@@ -81,42 +81,47 @@ fn run(
     let m = &found.manifest;
     match level {
         Level::Checksum => Ok(()),
-        Level::Full => {
-            let private = m.read_private(ids)?;
-            let payload = m.payload_for(ids)?;
-            let store = &stores[found.stores[0]];
-            let what = format!(
-                "backup {} ({} in {})",
-                m.backup_id,
-                payload.object,
-                store.describe()
-            );
-            let expected = Expected {
-                sha256: &payload.sha256,
-                size: payload.size,
-            };
-            let (tar_sha256, _) = fetch::read_plaintext(
-                store.get(&payload.object)?,
-                Some(expected),
-                ids,
-                false,
-                &what,
-                |r| sha256_of(r).map_err(|e| Error::Check(format!("{what}: {e}"))),
-            )?;
-            if tar_sha256 != private.tar_sha256 {
-                return Err(Error::Check(format!(
-                    "{what}: archive does not match the checksum in its private manifest"
-                )));
-            }
-            Ok(())
-        }
+        Level::Full => full_check(stores, found, ids),
         Level::Restore => {
             let private = m.read_private(ids)?;
-            let staging = Staging::inside(&state.scratch())?;
-            unpack_backup(&policy.source, stores, found, ids, &private, staging.path())?;
-            Ok(())
+            let staging = Staging::inside(&state.scratch(), "verify")?;
+            let item = unpack_backup(&policy.source, stores, found, ids, &private, staging.path())?;
+            check_expectations(policy, &item)
         }
     }
+}
+
+/// Decrypts and decompresses the whole payload that `ids` can open, checking the stored
+/// object against the manifest and the archive against the private manifest.
+pub(crate) fn full_check(stores: &[Box<dyn Store>], found: &Found, ids: &Identities) -> Result<()> {
+    let m = &found.manifest;
+    let private = m.read_private(ids)?;
+    let payload = m.payload_for(ids)?;
+    let store = &stores[found.stores[0]];
+    let what = format!(
+        "backup {} ({} in {})",
+        m.backup_id,
+        payload.object,
+        store.describe()
+    );
+    let expected = Expected {
+        sha256: &payload.sha256,
+        size: payload.size,
+    };
+    let (tar_sha256, _) = fetch::read_plaintext(
+        store.get(&payload.object)?,
+        Some(expected),
+        ids,
+        false,
+        &what,
+        |r| sha256_of(r).map_err(|e| Error::Check(format!("{what}: {e}"))),
+    )?;
+    if tar_sha256 != private.tar_sha256 {
+        return Err(Error::Check(format!(
+            "{what}: archive does not match the checksum in its private manifest"
+        )));
+    }
+    Ok(())
 }
 
 /// Every payload present in every store that holds the manifest, with the recorded size
@@ -146,4 +151,76 @@ fn checksums(stores: &[Box<dyn Store>], found: &Found) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks the policy's `[verify]` expectations on a restored item (the database file or
+/// the tree's root).
+pub fn check_expectations(policy: &Policy, item: &std::path::Path) -> Result<()> {
+    let exp = &policy.expectations;
+    match &policy.source {
+        crate::policy::SourceSpec::Sqlite { .. } => {
+            if exp.tables.is_empty() && exp.min_rows.is_empty() {
+                return Ok(());
+            }
+            let conn = rusqlite::Connection::open_with_flags(
+                item,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| Error::Check(format!("restored database cannot be opened: {e}")))?;
+            let counts = crate::source::table_counts(&conn)
+                .map_err(|e| Error::Check(format!("restored database cannot be read: {e}")))?;
+            let rows = |t: &str| counts.iter().find(|c| c.name == t).map(|c| c.rows);
+            for t in &exp.tables {
+                if rows(t).is_none() {
+                    return Err(Error::Check(format!(
+                        "expectation failed: table {t:?} is missing"
+                    )));
+                }
+            }
+            for (t, min) in &exp.min_rows {
+                match rows(t) {
+                    None => {
+                        return Err(Error::Check(format!(
+                            "expectation failed: table {t:?} is missing"
+                        )));
+                    }
+                    Some(n) if n < *min => {
+                        return Err(Error::Check(format!(
+                            "expectation failed: table {t:?} has {n} rows, at least {min} expected"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
+        }
+        crate::policy::SourceSpec::Files { .. } => {
+            let Some(min) = exp.files_min else {
+                return Ok(());
+            };
+            let n = count_files(item)?;
+            if n < min {
+                return Err(Error::Check(format!(
+                    "expectation failed: {n} files restored, at least {min} expected"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn count_files(dir: &std::path::Path) -> Result<u64> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("cannot read", dir, e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("cannot stat", entry.path(), e))?;
+        if ft.is_dir() {
+            n += count_files(&entry.path())?;
+        } else if ft.is_file() {
+            n += 1;
+        }
+    }
+    Ok(n)
 }

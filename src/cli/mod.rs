@@ -3,6 +3,7 @@
 
 mod backup;
 mod catalog;
+mod drill;
 mod keygen;
 mod list;
 mod policy;
@@ -57,6 +58,8 @@ enum Command {
     Verify(verify::Args),
     /// Restore a backup (the newest by default), or an archive made by standard tools.
     Restore(restore::Args),
+    /// Restore into scratch space, time it, and check RTO/RPO against the policy.
+    Drill(drill::Args),
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -77,6 +80,11 @@ impl Env {
     /// Loads the identity files (only verbs that decrypt call this).
     pub fn identities(&self) -> lifeboat::Result<Identities> {
         Identities::load(&self.identity_files)
+    }
+
+    /// The identity files given (for proving each one alone).
+    pub fn identity_files(&self) -> &[PathBuf] {
+        &self.identity_files
     }
 }
 
@@ -110,6 +118,7 @@ fn run(cli: Cli) -> lifeboat::Result<u8> {
         Command::List(a) => list::run(&env, a),
         Command::Verify(a) => verify::run(&env, a),
         Command::Restore(a) => restore::run(&env, a),
+        Command::Drill(a) => drill::run(&env, a),
         Command::Policy(c) => policy::run(&env, c),
         Command::Catalog(c) => catalog::run(&env, c),
     }
