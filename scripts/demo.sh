@@ -19,3 +19,5 @@ lifeboat verify wallet --level restore
 lifeboat restore shop --to restored/shop.db --force
 lifeboat restore wallet --to restored/wallet --force
 lifeboat --identity fixtures/keys/TEST-ONLY-openpgp-secret.asc restore wallet --to restored/wallet-from-openpgp --force
+lifeboat drill --all
+lifeboat report --since 1d

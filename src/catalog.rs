@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -197,6 +197,42 @@ impl Catalog {
             .execute("DELETE FROM backups", [])
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// Forgets one backup (after rotation deleted it from the stores); its verification,
+    /// restore and drill history is kept.
+    pub fn forget_backup(&self, backup_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM backups WHERE backup_id = ?1",
+                params![backup_id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The id of the newest backup of `policy_name` in the catalog that is proven: its most
+    /// recent check, a verification or a drill, passed. Rotation always keeps it. (Drills are
+    /// counted here as they are recorded in the `drills` table; any new kind of proof is to
+    /// be added to this query.)
+    pub fn newest_proven_backup(&self, policy_name: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT b.backup_id FROM backups b
+                  WHERE b.policy_name = ?1
+                    AND (SELECT ok FROM (
+                            SELECT v.ok AS ok, v.at AS t, v.id AS n FROM verifications v
+                             WHERE v.backup_id = b.backup_id
+                            UNION ALL
+                            SELECT d.passed, d.started_at, d.id FROM drills d
+                             WHERE d.backup_id = b.backup_id)
+                          ORDER BY t DESC, n DESC LIMIT 1) = 1
+                  ORDER BY b.created_at DESC, b.backup_id DESC LIMIT 1",
+                params![policy_name],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(self.err())
     }
 }
 

@@ -6,8 +6,8 @@
 use std::io::{self, BufReader, Read, Write};
 
 use crate::codec::{self, DecryptFailure};
-use crate::error::{Error, Result};
-use crate::hash::HashReader;
+use crate::error::{Error, ErrorKind, Result};
+use crate::hash::{HashHandle, HashReader};
 use crate::keys::Identities;
 use crate::pipe;
 
@@ -43,23 +43,34 @@ pub fn read_plaintext<T>(
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Error::Runtime("decryption thread panicked".into())));
-        // The producer's error is the root cause when both failed.
+        // The producer's error is the root cause when both failed, except that a damaged
+        // key-wrapping header reads as "no matching identity": the hash tells them apart.
         let value = match (produced, consumed) {
+            (Err(e), _) if e.kind() == ErrorKind::Config => {
+                return Err(expected
+                    .and_then(|exp| mismatch(&digest, &exp, what))
+                    .unwrap_or(e));
+            }
             (Err(e), _) => return Err(e),
             (Ok(()), Err(e)) => return Err(e),
             (Ok(()), Ok(v)) => v,
         };
-        if let Some(exp) = expected {
-            let (sha256, size) = digest.result();
-            if size != exp.size || sha256 != exp.sha256 {
-                return Err(Error::Check(format!(
-                    "{what} does not match its manifest (size {size} vs {}, sha256 differs: {}); it was altered or damaged",
-                    exp.size,
-                    sha256 != exp.sha256
-                )));
-            }
+        if let Some(e) = expected.and_then(|exp| mismatch(&digest, &exp, what)) {
+            return Err(e);
         }
         Ok(value)
+    })
+}
+
+/// The error to report when what was read does not hash to `exp`.
+fn mismatch(digest: &HashHandle, exp: &Expected<'_>, what: &str) -> Option<Error> {
+    let (sha256, size) = digest.result();
+    (size != exp.size || sha256 != exp.sha256).then(|| {
+        Error::Check(format!(
+            "{what} does not match its manifest (size {size} vs {}, sha256 differs: {}); it was altered or damaged",
+            exp.size,
+            sha256 != exp.sha256
+        ))
     })
 }
 
@@ -79,9 +90,15 @@ fn decrypt_into(
     let result = if !encrypted && allow_plain {
         copy_until_consumer_stops(&mut input, &mut w, what)
     } else {
-        match codec::decrypt_reader(input, ids) {
-            Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, what),
-            Err(e) => Err(e.into_error(what)),
+        let copied = codec::decrypt_reader(&mut input, ids)
+            .map(|mut plain| copy_until_consumer_stops(&mut plain, &mut w, what));
+        match copied {
+            Ok(copied) => copied,
+            Err(e) => {
+                // Hash the whole object, so the caller can tell damage from a wrong key.
+                let _ = io::copy(&mut input, &mut io::sink());
+                Err(e.into_error(what))
+            }
         }
     };
     match result {

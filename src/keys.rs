@@ -296,3 +296,50 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.write_all(bytes).at("cannot write", path)?;
     f.sync_all().at("cannot sync", path)
 }
+
+/// A detached, ASCII-armored OpenPGP signature over `data` with the signing key in
+/// `key_file` (an unprotected secret key), verifiable with `gpg --verify SIG DATA`.
+pub fn sign_detached(key_file: &Path, data: &[u8]) -> Result<String> {
+    use openpgp::serialize::stream::{Armorer, Message, Signer};
+    let ids = Identities::load(&[key_file.to_path_buf()])?;
+    let keypair = ids
+        .openpgp
+        .iter()
+        .flat_map(|c| {
+            c.keys()
+                .unencrypted_secret()
+                .with_policy(&OPENPGP_POLICY, None)
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_signing()
+                .filter_map(|k| k.key().clone().into_keypair().ok())
+                .collect::<Vec<_>>()
+        })
+        .next()
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{} has no usable OpenPGP signing key",
+                key_file.display()
+            ))
+        })?;
+    let sign_err = |e: openpgp::anyhow::Error| Error::Runtime(format!("cannot sign: {e}"));
+    let mut out = Vec::new();
+    {
+        let message = Message::new(&mut out);
+        let message = Armorer::new(message)
+            .kind(openpgp::armor::Kind::Signature)
+            .build()
+            .map_err(sign_err)?;
+        let mut signer = Signer::new(message, keypair)
+            .map_err(sign_err)?
+            .detached()
+            .build()
+            .map_err(sign_err)?;
+        signer
+            .write_all(data)
+            .map_err(|e| Error::Runtime(format!("cannot sign: {e}")))?;
+        signer.finalize().map_err(sign_err)?;
+    }
+    String::from_utf8(out).map_err(|_| Error::Runtime("signature is not UTF-8".into()))
+}

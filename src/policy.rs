@@ -27,6 +27,8 @@ pub struct Policy {
     /// The file this policy was read from.
     pub file: PathBuf,
     pub schedule: Option<String>,
+    /// IANA time zone of calendar periods in retention rules (`None`: UTC).
+    pub timezone: Option<chrono_tz::Tz>,
     pub source: SourceSpec,
     pub stores: Vec<StoreSpec>,
     pub recipients: Recipients,
@@ -115,6 +117,7 @@ struct PolicyFile {
     name: Spanned<String>,
     id: Spanned<String>,
     schedule: Option<String>,
+    timezone: Option<Spanned<String>>,
     source: SourceFile,
     #[serde(rename = "store")]
     stores: Spanned<Vec<StoreFile>>,
@@ -456,6 +459,19 @@ impl Validator<'_> {
             keep_within: self.duration(&r.keep_within, "retention.keep_within")?,
             max_age: self.duration(&r.max_age, "retention.max_age")?,
         };
+        let timezone = match &raw.timezone {
+            None => None,
+            Some(tz) => Some(tz.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
+                self.err(
+                    tz.span(),
+                    "timezone",
+                    format!(
+                        "unknown time zone {:?}; use an IANA name such as \"UTC\" or \"Europe/Paris\"",
+                        tz.get_ref()
+                    ),
+                )
+            })?),
+        };
         let objectives = Objectives {
             rto: self.duration(&raw.objectives.rto, "objectives.rto")?,
             rpo: self.duration(&raw.objectives.rpo, "objectives.rpo")?,
@@ -466,6 +482,7 @@ impl Validator<'_> {
             id,
             file: self.file.to_path_buf(),
             schedule: raw.schedule,
+            timezone,
             source,
             stores,
             recipients,
@@ -583,6 +600,19 @@ mod tests {
         let (_, key, message) = policy_err(&text);
         assert_eq!(key, "name");
         assert!(message.contains("missing"), "{message}");
+    }
+
+    #[test]
+    fn timezone_is_an_iana_name() {
+        let p = parse(Path::new("p.toml"), &policy("timezone = \"Europe/Paris\"")).unwrap();
+        assert_eq!(p.timezone, Some(chrono_tz::Europe::Paris));
+        assert_eq!(
+            parse(Path::new("p.toml"), &policy("")).unwrap().timezone,
+            None
+        );
+        let (line, key, message) = policy_err(&policy("timezone = \"Mars/Olympus\""));
+        assert_eq!((line, key.as_str()), (3, "timezone"));
+        assert!(message.contains("Mars/Olympus"), "{message}");
     }
 
     #[test]

@@ -111,6 +111,18 @@ fn cutoff(now: DateTime<Utc>, d: std::time::Duration) -> Option<DateTime<Utc>> {
         .and_then(|d| now.checked_sub_signed(d))
 }
 
+/// A duration as a policy would write it: `30d`, `12h`, `90m`, `45s`.
+fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Whether `rules` has any `keep_*` rule.
 fn has_keep_rule(r: &Retention) -> bool {
     r.keep_last.is_some()
@@ -139,7 +151,9 @@ pub fn plan(
         reasons.iter_mut().for_each(|r| r.push(NO_RULES.into()));
     } else {
         if !has_keep_rule(rules) {
-            reasons.iter_mut().for_each(|r| r.push(NO_KEEP_RULES.into()));
+            reasons
+                .iter_mut()
+                .for_each(|r| r.push(NO_KEEP_RULES.into()));
         }
         let periods = [
             (Period::Hourly, rules.keep_hourly),
@@ -171,7 +185,7 @@ pub fn plan(
         }
         if let Some(d) = rules.keep_within {
             let since = cutoff(now, d);
-            let reason = format!("within {}", humantime::format_duration(d));
+            let reason = format!("within {}", short_duration(d));
             for (i, b) in order.iter().enumerate() {
                 if since.is_none_or(|s| b.created_at > s) {
                     reasons[i].push(reason.clone());
@@ -403,7 +417,7 @@ mod tests {
         };
         let p = plan(&dailies(), &rules, Tz::UTC, t(NOW), None);
         assert_eq!(kept_ids(&p), ["d40", "d39", "d38"]);
-        assert_eq!(reasons_of(&p, "d38"), ["within 3days"]);
+        assert_eq!(reasons_of(&p, "d38"), ["within 3d"]);
         // Long after the last backup, only the newest is left.
         let p = plan(&dailies(), &rules, Tz::UTC, t("2027-01-01T00:00:00Z"), None);
         assert_eq!(kept_ids(&p), ["d40"]);
@@ -526,7 +540,10 @@ mod tests {
     }
 
     fn arb_duration() -> impl Strategy<Value = Option<Duration>> {
-        prop::option::weighted(0.3, (1u64..2000).prop_map(|h| Duration::from_secs(h * 3600)))
+        prop::option::weighted(
+            0.3,
+            (1u64..2000).prop_map(|h| Duration::from_secs(h * 3600)),
+        )
     }
 
     fn arb_rules() -> impl Strategy<Value = Retention> {

@@ -7,7 +7,9 @@ mod drill;
 mod keygen;
 mod list;
 mod policy;
+mod report;
 mod restore;
+mod rotate;
 mod verify;
 
 use std::io::Write;
@@ -60,6 +62,10 @@ enum Command {
     Restore(restore::Args),
     /// Restore into scratch space, time it, and check RTO/RPO against the policy.
     Drill(drill::Args),
+    /// Apply the policies' retention rules: delete old backups from every store.
+    Rotate(rotate::Args),
+    /// The DR report over a period: RTO/RPO measured vs target, gaps, trends, verdicts.
+    Report(report::Args),
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -119,6 +125,8 @@ fn run(cli: Cli) -> lifeboat::Result<u8> {
         Command::Verify(a) => verify::run(&env, a),
         Command::Restore(a) => restore::run(&env, a),
         Command::Drill(a) => drill::run(&env, a),
+        Command::Rotate(a) => rotate::run(&env, a),
+        Command::Report(a) => report::run(&env, a),
         Command::Policy(c) => policy::run(&env, c),
         Command::Catalog(c) => catalog::run(&env, c),
     }
