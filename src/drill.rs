@@ -217,20 +217,45 @@ fn scratch_dir(policy: &Policy, state: &StateDir) -> Result<PathBuf> {
         .scratch
         .clone()
         .unwrap_or_else(|| state.scratch());
+    // Checked before the directory is created, so a refused drill writes nothing there.
+    if let SourceSpec::Files { path } = &policy.source
+        && let (Some(s), Ok(p)) = (resolve(&scratch), path.canonicalize())
+        && s.starts_with(&p)
+    {
+        return Err(Error::Config(format!(
+            "drill scratch {} is inside the source {}; a drill never writes into production",
+            scratch.display(),
+            path.display()
+        )));
+    }
     crate::state::create_private_dir(&scratch)?;
-    if let SourceSpec::Files { path } = &policy.source {
-        let (Ok(s), Ok(p)) = (scratch.canonicalize(), path.canonicalize()) else {
-            return Ok(scratch);
-        };
-        if s.starts_with(&p) {
-            return Err(Error::Config(format!(
-                "drill scratch {} is inside the source {}; a drill never writes into production",
-                scratch.display(),
-                path.display()
-            )));
+    Ok(scratch)
+}
+
+/// `path` made absolute with its longest existing prefix canonicalized (symlinks resolved)
+/// and the missing rest applied lexically; works for a path that does not exist yet.
+fn resolve(path: &std::path::Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(path).ok()?;
+    let mut base = abs.as_path();
+    let mut rest = Vec::new();
+    let mut out = loop {
+        if let Ok(c) = base.canonicalize() {
+            break c;
+        }
+        rest.push(base.components().next_back()?);
+        base = base.parent()?;
+    };
+    for c in rest.into_iter().rev() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
         }
     }
-    Ok(scratch)
+    Some(out)
 }
 
 /// Phase times from one monotonic clock, so the phases add up to the total.

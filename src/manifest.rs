@@ -139,10 +139,15 @@ impl Manifest {
     }
 
     /// The payload to use with these identities (the first whose envelope they can open).
+    /// Prefers a payload addressed to one of the identities' own keys, so a wrong age key
+    /// given next to the right OpenPGP key still restores from the OpenPGP payload.
     pub fn payload_for(&self, ids: &Identities) -> Result<&Payload> {
+        let addressed = |p: &&Payload| p.recipients.iter().any(|r| ids.fingerprints.contains(r));
         self.payloads
             .iter()
-            .find(|p| p.envelope.usable_with(ids))
+            .filter(|p| p.envelope.usable_with(ids))
+            .find(addressed)
+            .or_else(|| self.payloads.iter().find(|p| p.envelope.usable_with(ids)))
             .ok_or_else(|| {
                 Error::Config(format!(
                     "backup {} is encrypted with {}; no identity of that kind was given (--identity or LIFEBOAT_IDENTITY_FILE)",

@@ -27,6 +27,7 @@ pub struct Policy {
     /// The file this policy was read from.
     pub file: PathBuf,
     pub schedule: Option<String>,
+    pub notify: Notify,
     /// IANA time zone of calendar periods in retention rules (`None`: UTC).
     pub timezone: Option<chrono_tz::Tz>,
     pub source: SourceSpec,
@@ -93,6 +94,15 @@ pub struct Expectations {
     pub files_min: Option<u64>,
 }
 
+/// Notifications (`[notify]`). The webhook URL is a secret: the policy names only the
+/// environment variable that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub webhook_url_env: Option<String>,
+    /// Also notify successful runs (failures and breaches always notify).
+    pub on_success: bool,
+}
+
 /// Drill settings (`[drill]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrillSettings {
@@ -116,7 +126,7 @@ pub struct Objectives {
 struct PolicyFile {
     name: Spanned<String>,
     id: Spanned<String>,
-    schedule: Option<String>,
+    schedule: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     source: SourceFile,
     #[serde(rename = "store")]
@@ -132,6 +142,16 @@ struct PolicyFile {
     verify: VerifyFile,
     #[serde(default)]
     drill: DrillFile,
+    #[serde(default)]
+    notify: NotifyFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    webhook_url_env: Option<Spanned<String>>,
+    #[serde(default)]
+    on_success: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +168,7 @@ struct VerifyFile {
 #[serde(deny_unknown_fields)]
 struct DrillFile {
     scratch: Option<PathBuf>,
-    schedule: Option<String>,
+    schedule: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +349,12 @@ impl Validator<'_> {
         }
     }
 
+    fn schedule(&self, value: &Option<Spanned<String>>, key: &str) -> Result<Option<String>> {
+        let Some(v) = value else { return Ok(None) };
+        crate::schedule::parse(v.get_ref()).map_err(|m| self.err(v.span(), key, m))?;
+        Ok(Some(v.get_ref().trim().to_string()))
+    }
+
     fn validate(&self, raw: PolicyFile) -> Result<Policy> {
         let name = raw.name.get_ref().trim().to_string();
         if name.is_empty()
@@ -481,7 +507,20 @@ impl Validator<'_> {
             name,
             id,
             file: self.file.to_path_buf(),
-            schedule: raw.schedule,
+            schedule: self.schedule(&raw.schedule, "schedule")?,
+            notify: Notify {
+                webhook_url_env: match &raw.notify.webhook_url_env {
+                    Some(v) if v.get_ref().trim().is_empty() => {
+                        return Err(self.err(
+                            v.span(),
+                            "notify.webhook_url_env",
+                            "name the environment variable that holds the webhook URL",
+                        ));
+                    }
+                    v => v.as_ref().map(|v| v.get_ref().clone()),
+                },
+                on_success: raw.notify.on_success,
+            },
             timezone,
             source,
             stores,
@@ -496,7 +535,7 @@ impl Validator<'_> {
             },
             drill: DrillSettings {
                 scratch: raw.drill.scratch,
-                schedule: raw.drill.schedule,
+                schedule: self.schedule(&raw.drill.schedule, "drill.schedule")?,
             },
         })
     }

@@ -64,7 +64,8 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
             .map_err(|e| Error::io("cannot write JUnit report", path, e))?;
     }
     if args.json {
-        if results.len() == 1 {
+        // --all is always an array, whatever the number of policies.
+        if !args.all && results.len() == 1 {
             print_json(&results[0]);
         } else {
             print_json(&results);

@@ -10,6 +10,8 @@ mod policy;
 mod report;
 mod restore;
 mod rotate;
+mod run;
+mod schedule;
 mod verify;
 
 use std::io::Write;
@@ -44,8 +46,32 @@ pub struct Cli {
         hide_env_values = true
     )]
     identity: Vec<PathBuf>,
+    /// Log format on stderr: human, or json (one object per line, for cron logs).
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    log_format: LogFormat,
+    /// After backup, rotate, drill and run: write Prometheus metrics to FILE (atomically),
+    /// for node_exporter's textfile collector.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_METRICS_FILE",
+        value_name = "FILE"
+    )]
+    metrics_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +92,10 @@ enum Command {
     Rotate(rotate::Args),
     /// The DR report over a period: RTO/RPO measured vs target, gaps, trends, verdicts.
     Report(report::Args),
+    /// Back up, rotate and drill whatever policy is due (the one job cron calls).
+    Run(run::Args),
+    /// Print the crontab line or the systemd units that drive `run --due`.
+    Schedule(schedule::Args),
     /// Policy files.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -96,6 +126,7 @@ impl Env {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -105,10 +136,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Prints an error as one line on stderr.
+/// Whether logs are JSON lines (set once at start-up).
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn init_logging(format: LogFormat) {
+    let json = format == LogFormat::Json;
+    let _ = JSON_LOGS.set(json);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prints an error as one line on stderr (a JSON object with `--log-format json`).
 pub fn report(e: &Error) {
     let line = e.to_string().replace('\n', " ");
-    let _ = writeln!(std::io::stderr(), "lifeboat: error: {line}");
+    if JSON_LOGS.get().copied().unwrap_or(false) {
+        tracing::error!(exit_code = e.kind().exit_code(), "{line}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "lifeboat: error: {line}");
+    }
 }
 
 fn run(cli: Cli) -> lifeboat::Result<u8> {
@@ -118,17 +174,33 @@ fn run(cli: Cli) -> lifeboat::Result<u8> {
         policies: cli.policies,
         identity_files: cli.identity,
     };
-    match cli.command {
-        Command::Keygen(a) => keygen::run(&env, a),
-        Command::Backup(a) => backup::run(&env, a),
-        Command::List(a) => list::run(&env, a),
-        Command::Verify(a) => verify::run(&env, a),
-        Command::Restore(a) => restore::run(&env, a),
-        Command::Drill(a) => drill::run(&env, a),
-        Command::Rotate(a) => rotate::run(&env, a),
-        Command::Report(a) => report::run(&env, a),
-        Command::Policy(c) => policy::run(&env, c),
-        Command::Catalog(c) => catalog::run(&env, c),
+    let writes_metrics = matches!(
+        cli.command,
+        Command::Backup(_) | Command::Drill(_) | Command::Rotate(_) | Command::Run(_)
+    );
+    let code = dispatch(&env, cli.command)?;
+    if let (Some(path), true) = (&cli.metrics_file, writes_metrics) {
+        let policies = lifeboat::policy::load_dir(&env.policies)?;
+        let catalog = lifeboat::Catalog::open(&env.state)?;
+        lifeboat::metrics::write(path, &policies, &catalog)?;
+    }
+    Ok(code)
+}
+
+fn dispatch(env: &Env, command: Command) -> lifeboat::Result<u8> {
+    match command {
+        Command::Keygen(a) => keygen::run(env, a),
+        Command::Backup(a) => backup::run(env, a),
+        Command::List(a) => list::run(env, a),
+        Command::Verify(a) => verify::run(env, a),
+        Command::Restore(a) => restore::run(env, a),
+        Command::Drill(a) => drill::run(env, a),
+        Command::Rotate(a) => rotate::run(env, a),
+        Command::Report(a) => report::run(env, a),
+        Command::Run(a) => run::run(env, a),
+        Command::Schedule(a) => schedule::run(env, a),
+        Command::Policy(c) => policy::run(env, c),
+        Command::Catalog(c) => catalog::run(env, c),
     }
 }
 

@@ -34,7 +34,8 @@ pub struct Args {
 
 pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     let ids = env.identities()?;
-    if ids.is_empty() {
+    // A plain archive needs no key; an encrypted one fails with a clear message without it.
+    if ids.is_empty() && args.archive.is_none() {
         return Err(Error::Config(
             "restore needs a private key: pass --identity FILE or set LIFEBOAT_IDENTITY_FILE"
                 .into(),

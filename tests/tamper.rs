@@ -1,0 +1,173 @@
+//! Damaged, tampered and misused backups: every case is caught, nothing is written at the
+//! target, and what is stored reveals neither names nor plaintext.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A wallet backed up to the fixture age and OpenPGP keys (one payload each).
+fn wallet_backup(sb: &Sandbox) -> PathBuf {
+    let wallet = sb.path("src/wallet");
+    make_wallet(&wallet, "MARK");
+    PolicySpec::new(sb, "wallet", "files", &wallet)
+        .with_openpgp(&key(OPENPGP_PUBLIC))
+        .write(sb);
+    sb.backup("wallet");
+    wallet
+}
+
+/// Asserts that the damaged backup fails `verify --level checksum` (no identity),
+/// `verify --level full` and `restore` with exit 1, and that the restore leaves nothing
+/// behind: no target, no staging directory.
+fn assert_damage_caught(sb: &Sandbox, identity: &Path, case: &str) {
+    let out = sb.run(&["verify", "wallet", "--level", "checksum"]);
+    assert_exit(&out, 1, &format!("{case}: verify --level checksum"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAILED"), "{case}: {stdout}");
+
+    let out = sb.run(&[
+        "--identity",
+        s(identity),
+        "verify",
+        "wallet",
+        "--level",
+        "full",
+    ]);
+    assert_exit(&out, 1, &format!("{case}: verify --level full"));
+
+    let restored = sb.path("restored");
+    let target = restored.join("wallet");
+    let out = sb.restore("wallet", identity, &target, &[]);
+    assert_one_line_error(&out, 1, &format!("{case}: restore"));
+    assert!(!target.exists(), "{case}: restore left a target behind");
+    if restored.exists() {
+        assert_eq!(
+            dir_names(&restored),
+            Vec::<String>::new(),
+            "{case}: restore left staging data behind"
+        );
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_payload_fails_verify_and_restore_and_writes_nothing() {
+    let sb = Sandbox::new();
+    wallet_backup(&sb);
+    for (suffix, identity) in [
+        (".tar.zst.age", key(AGE_IDENTITY)),
+        (".tar.zst.gpg", key(OPENPGP_SECRET)),
+    ] {
+        let payload = store_object(&sb.store(), suffix);
+        let original = fs::read(&payload).unwrap();
+        let len = original.len();
+        // Inside the key-wrapping header (age recipient stanza, OpenPGP PKESK), in the
+        // middle of the encrypted stream, and in its final authentication tag.
+        let header = original
+            .windows(10)
+            .position(|w| w == b"-> X25519 ")
+            .map_or(12, |stanza| stanza + 12);
+        for offset in [header, len / 2, len - 1] {
+            flip_byte(&payload, offset as u64);
+            assert_damage_caught(&sb, &identity, &format!("{suffix} byte {offset} flipped"));
+            fs::write(&payload, &original).unwrap();
+        }
+    }
+    // The undamaged backup still verifies: the failures above were the damage.
+    let out = sb.run(&["verify", "wallet", "--level", "checksum"]);
+    assert_exit(&out, 0, "verify after undoing the damage");
+}
+
+#[test]
+fn truncated_payload_fails_verify_and_restore_and_writes_nothing() {
+    let sb = Sandbox::new();
+    wallet_backup(&sb);
+    for (suffix, identity) in [
+        (".tar.zst.age", key(AGE_IDENTITY)),
+        (".tar.zst.gpg", key(OPENPGP_SECRET)),
+    ] {
+        let payload = store_object(&sb.store(), suffix);
+        let original = fs::read(&payload).unwrap();
+        fs::write(&payload, &original[..original.len() / 2]).unwrap();
+        assert_damage_caught(&sb, &identity, &format!("{suffix} truncated"));
+        fs::write(&payload, &original).unwrap();
+    }
+}
+
+#[test]
+fn wrong_age_identity_is_a_usage_error_and_writes_nothing() {
+    let sb = Sandbox::new();
+    wallet_backup(&sb);
+    let other = sb.path("work/other.key");
+    let out = sb.run(&["keygen", "--age", s(&other)]);
+    assert_exit(&out, 0, "keygen --age");
+
+    let restored = sb.path("restored");
+    let target = restored.join("wallet");
+    let out = sb.restore("wallet", &other, &target, &[]);
+    let line = assert_one_line_error(&out, 2, "restore with another identity");
+    assert!(line.contains("identities"), "{line}");
+    assert!(
+        !target.exists(),
+        "restore with a wrong key wrote the target"
+    );
+    assert!(
+        !restored.exists() || dir_names(&restored).is_empty(),
+        "restore with a wrong key wrote {:?}",
+        dir_names(&restored)
+    );
+}
+
+#[test]
+fn store_reveals_no_names_and_no_plaintext() {
+    const MARKER: &str = "ZEBRA-PLAINTEXT-MARKER-4711";
+    let sb = Sandbox::new();
+    let db = sb.path("src/customer-ledger.db");
+    drop(create_db(&db, 50, MARKER));
+    let wallet = sb.path("src/alice-hot-wallet");
+    make_wallet(&wallet, MARKER);
+    PolicySpec::new(&sb, "ledger-prod-7", "sqlite", &db).write(&sb);
+    PolicySpec::new(&sb, "alice-wallet-9", "files", &wallet)
+        .with_openpgp(&key(OPENPGP_PUBLIC))
+        .write(&sb);
+    sb.backup("ledger-prod-7");
+    sb.backup("alice-wallet-9");
+
+    let mut names = vec![
+        "ledger-prod-7".to_string(),
+        "alice-wallet-9".to_string(),
+        "customer-ledger".to_string(),
+        "alice-hot-wallet".to_string(),
+    ];
+    names.extend(
+        read_tree(&wallet)
+            .into_iter()
+            .map(|(rel, _)| rel.rsplit('/').next().unwrap().to_string()),
+    );
+    let files = store_files(&sb.store());
+    // 2 backups: the db (1 payload) and the wallet (2 payloads), each with a manifest.
+    assert_eq!(files.len(), 5, "{files:?}");
+    for f in &files {
+        let object = f.file_name().unwrap().to_str().unwrap();
+        for n in &names {
+            assert!(
+                !object.contains(n.as_str()),
+                "object {object} contains {n:?}"
+            );
+        }
+        let bytes = fs::read(f).unwrap();
+        // Names short enough to occur by chance in base64 are checked in object names only.
+        for needle in names
+            .iter()
+            .filter(|n| n.len() >= 8)
+            .chain([&MARKER.to_string()])
+        {
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "stored object {object} contains {needle:?}"
+            );
+        }
+    }
+}
