@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing lifeboat needs on Debian/Ubuntu, when missing:
 # libclang-dev (bindgen for sequoia's nettle backend), nettle-dev, pkg-config, and the real
-# tools the interoperability tests run (age, gpg, zstd, sqlite3). Idempotent; quiet when
-# everything is present.
+# tools the interoperability tests run (age, gpg, zstd, sqlite3), and prometheus for
+# `promtool check metrics` (tests/ops.rs). Idempotent; quiet when everything is present.
 set -euo pipefail
 
-packages=(libclang-dev nettle-dev pkg-config age gnupg zstd sqlite3 gzip tar)
+packages=(libclang-dev nettle-dev pkg-config age gnupg zstd sqlite3 gzip tar prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@ use crate::hash::HashWriter;
 use crate::inventory;
 use crate::manifest::{self, Manifest, Payload, Private};
 use crate::policy::Policy;
+use crate::progress::Progress;
 use crate::source;
 use crate::state::StateDir;
 use crate::store::ObjectWriter;
@@ -71,10 +72,11 @@ pub fn backup(
     state: &StateDir,
     catalog: &Catalog,
     clock: &Clock,
+    progress: &Progress,
 ) -> Result<BackupOutcome> {
     let at = clock.now();
     let started = Instant::now();
-    let result = backup_once(policy, state, catalog, clock);
+    let result = backup_once(policy, state, catalog, clock, progress);
     let run = match &result {
         Err(Error::Locked(_)) => return result,
         Ok(o) => BackupRun {
@@ -107,6 +109,7 @@ fn backup_once(
     state: &StateDir,
     catalog: &Catalog,
     clock: &Clock,
+    progress: &Progress,
 ) -> Result<BackupOutcome> {
     let _lock = state.lock(policy)?;
     let started = Instant::now();
@@ -132,7 +135,12 @@ fn backup_once(
 
     let mut running = source::start(&policy.source, &state.scratch(), clock)?;
     let captured_at = running.captured_at;
-    let streamed = stream(&mut running.reader, &mut sinks, &envelopes, policy);
+    let streamed = stream(
+        &mut progress.reader(&mut running.reader),
+        &mut sinks,
+        &envelopes,
+        policy,
+    );
     // The source's own error explains a broken stream better than the stream's.
     let (captured, (tar_sha256, tar_size)) = match (running.join(), streamed) {
         (Err(e), _) | (Ok(_), Err(e)) => return Err(e),

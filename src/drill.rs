@@ -113,6 +113,7 @@ pub struct DrillOptions {
     pub keep: bool,
     /// Identity files to prove one by one (`--each-identity`).
     pub each_identity: Vec<PathBuf>,
+    pub progress: crate::progress::Progress,
 }
 
 /// Runs a drill of `policy` and records it in the catalog.
@@ -191,7 +192,14 @@ fn run(
     let staging = Staging::inside(&scratch, "drill")?;
     result.phases.push(stopwatch.lap("fetch"));
 
-    result.bytes.restored = unpack_payload(&stores, &found, ids, &private, staging.path())?;
+    result.bytes.restored = unpack_payload(
+        &stores,
+        &found,
+        ids,
+        &private,
+        staging.path(),
+        &opts.progress,
+    )?;
     result.phases.push(stopwatch.lap("decrypt+decompress"));
 
     let item = check_restored(&policy.source, staging.path(), &private)?;

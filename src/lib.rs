@@ -17,6 +17,7 @@ pub mod keys;
 pub mod manifest;
 pub mod pipe;
 pub mod policy;
+pub mod progress;
 pub mod rebuild;
 pub mod report;
 pub mod metrics;

@@ -17,6 +17,7 @@ use crate::inventory::{self, Found};
 use crate::keys::Identities;
 use crate::manifest::Private;
 use crate::policy::{Policy, SourceSpec};
+use crate::progress::Progress;
 use crate::source;
 use crate::store::Store;
 use crate::store::sync_dir;
@@ -27,6 +28,7 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     pub force: bool,
     pub dry_run: bool,
+    pub progress: Progress,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -79,6 +81,7 @@ pub fn restore(
         ids,
         &private,
         staging.path(),
+        &opts.progress,
     )?;
     promote(&item, &opts.target)?;
     drop(staging);
@@ -130,8 +133,9 @@ pub(crate) fn unpack_backup(
     ids: &Identities,
     private: &Private,
     dir: &Path,
+    progress: &Progress,
 ) -> Result<PathBuf> {
-    unpack_payload(stores, found, ids, private, dir)?;
+    unpack_payload(stores, found, ids, private, dir, progress)?;
     check_restored(source, dir, private)
 }
 
@@ -143,7 +147,9 @@ pub(crate) fn unpack_payload(
     ids: &Identities,
     private: &Private,
     dir: &Path,
+    progress: &Progress,
 ) -> Result<u64> {
+    progress.total(private.tar_size);
     let m = &found.manifest;
     let payload = m.payload_for(ids)?;
     let store = &stores[found.stores[0]];
@@ -160,7 +166,7 @@ pub(crate) fn unpack_payload(
     };
     let (tar_sha256, tar_size) =
         fetch::read_plaintext(input, Some(expected), ids, false, &what, |r| {
-            let (mut hashing, digest) = crate::hash::HashReader::new(r);
+            let (mut hashing, digest) = crate::hash::HashReader::new(progress.reader(r));
             unpack_tar(&mut hashing, dir, &what)?;
             std::io::copy(&mut hashing, &mut std::io::sink())
                 .map_err(|e| Error::Check(format!("{what}: {e}")))?;

@@ -143,7 +143,13 @@ fn run_policy(
             Step::new("skipped", "no backup ran", 0),
         )
     } else {
-        match backup::backup(p, state, catalog, clock) {
+        match backup::backup(
+            p,
+            state,
+            catalog,
+            clock,
+            &crate::progress::Progress::default(),
+        ) {
             Ok(o) => {
                 tracing::info!(backup_id = %o.backup_id, seconds = o.seconds, "backup done");
                 let b = Step::new("ok", format!("backup {}", o.backup_id), 0);

@@ -79,10 +79,10 @@ mod tests {
     #[test]
     fn timezone_moves_the_slot() {
         // 03:00 in Paris (UTC+2 in June) is 01:00 UTC.
-        let last = Some(t("2026-06-09T01:30:00Z"));
+        let last = t("2026-06-09T01:30:00Z");
         let paris = chrono_tz::Europe::Paris;
         assert_eq!(
-            next_after("0 3 * * *", paris, last.unwrap()),
+            next_after("0 3 * * *", paris, last),
             Some(t("2026-06-10T01:00:00Z"))
         );
     }

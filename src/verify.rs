@@ -85,7 +85,15 @@ fn run(
         Level::Restore => {
             let private = m.read_private(ids)?;
             let staging = Staging::inside(&state.scratch(), "verify")?;
-            let item = unpack_backup(&policy.source, stores, found, ids, &private, staging.path())?;
+            let item = unpack_backup(
+                &policy.source,
+                stores,
+                found,
+                ids,
+                &private,
+                staging.path(),
+                &crate::progress::Progress::default(),
+            )?;
             check_expectations(policy, &item)
         }
     }

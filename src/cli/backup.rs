@@ -24,7 +24,12 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     let mut worst = 0;
     let mut results = Vec::new();
     for p in &policies {
-        match lifeboat::backup(p, &env.state, &catalog, &env.clock) {
+        let (progress, bar) = super::progress(args.json, &p.name);
+        let result = lifeboat::backup(p, &env.state, &catalog, &env.clock, &progress);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        match result {
             Ok(outcome) => {
                 if !args.json {
                     let stored: u64 = outcome.payloads.iter().map(|p| p.size).sum();

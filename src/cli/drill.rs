@@ -45,6 +45,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     }
     let catalog = Catalog::open(&env.state)?;
     let opts = DrillOptions {
+        progress: Default::default(),
         id: args.id,
         keep: args.keep,
         each_identity: if args.each_identity {
@@ -55,9 +56,16 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     };
     let mut results = Vec::new();
     for p in &policies {
-        results.push(lifeboat::drill(
-            p, &ids, &env.state, &catalog, &env.clock, &opts,
-        )?);
+        let (progress, bar) = super::progress(args.json, &p.name);
+        let opts = DrillOptions {
+            progress,
+            ..opts.clone()
+        };
+        let result = lifeboat::drill(p, &ids, &env.state, &catalog, &env.clock, &opts);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        results.push(result?);
     }
     if let Some(path) = &args.junit {
         std::fs::write(path, junit_xml(&results))

@@ -225,3 +225,39 @@ pub fn human_size(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// A progress bar on stderr when it is a terminal and the output is not JSON; otherwise a
+/// silent handle. Call `finish` on the returned bar (if any) when done.
+pub fn progress(
+    json: bool,
+    label: &str,
+) -> (lifeboat::progress::Progress, Option<indicatif::ProgressBar>) {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return (lifeboat::progress::Progress::default(), None);
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {spinner} {bytes} {binary_bytes_per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(label.to_string());
+    struct Sink(ProgressBar);
+    impl lifeboat::progress::ProgressSink for Sink {
+        fn total(&self, bytes: u64) {
+            self.0.set_length(bytes);
+            self.0.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+        }
+        fn advance(&self, bytes: u64) {
+            self.0.inc(bytes);
+        }
+    }
+    let progress = lifeboat::progress::Progress::new(std::sync::Arc::new(Sink(bar.clone())));
+    (progress, Some(bar))
+}

@@ -41,7 +41,9 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
                 .into(),
         ));
     }
+    let (progress, bar) = super::progress(args.json || args.dry_run, "restore");
     let opts = RestoreOptions {
+        progress,
         target: args.to,
         force: args.force,
         dry_run: args.dry_run,
@@ -76,6 +78,9 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         }
         (None, None) => unreachable!("clap requires a policy name or --archive"),
     };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if args.json {
         print_json(&outcome);
     } else if outcome.dry_run {
