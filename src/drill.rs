@@ -345,7 +345,7 @@ pub fn junit_xml(results: &[DrillResult]) -> String {
                 return None;
             }
             Some(match (o.measured_seconds, o.target_seconds) {
-                (Some(m), Some(t)) => format!("{what} {m:.3}s exceeds the target {t:.0}s"),
+                (Some(m), Some(t)) => format!("{what} {m:.3}s exceeds the target {t:.3}s"),
                 _ => format!("{what} not measured: the restore failed"),
             })
         };
