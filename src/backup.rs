@@ -2,6 +2,7 @@
 //! then the manifest, written last as the commit point.
 
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -31,22 +32,107 @@ pub struct BackupOutcome {
     /// Size of the uncompressed archive.
     pub archive_size: u64,
     pub payloads: Vec<Payload>,
+    /// The stores that hold the backup.
     pub stores: Vec<String>,
+    /// Every store of the policy, in policy order, with how writing to it went.
+    pub store_results: Vec<StoreResult>,
     pub seconds: f64,
 }
 
-/// Writes the same bytes to every store's object.
-struct Fanout(Vec<Box<dyn ObjectWriter>>);
+/// How writing one backup to one store went.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreResult {
+    pub store: String,
+    pub required: bool,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The first failure of each store (by policy index), shared by every payload's fanout: a
+/// store that failed for one payload is dropped for all of them.
+#[derive(Clone)]
+struct Failures {
+    required: Arc<[bool]>,
+    described: Arc<[String]>,
+    first: Arc<Mutex<Vec<Option<String>>>>,
+    /// The failure of a required store, which fails the backup.
+    fatal: Arc<Mutex<Option<String>>>,
+}
+
+impl Failures {
+    fn failed(&self, i: usize) -> bool {
+        self.first.lock().unwrap_or_else(|p| p.into_inner())[i].is_some()
+    }
+
+    /// Records that store `i` failed; `Err` when the store is required (the backup fails).
+    fn record(&self, i: usize, error: String) -> Result<()> {
+        if self.required[i] {
+            let error = if error.contains(&self.described[i]) {
+                error
+            } else {
+                format!("{}: {error}", self.described[i])
+            };
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert(error.clone());
+            return Err(Error::Runtime(error));
+        }
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first[i].get_or_insert(error);
+        Ok(())
+    }
+
+    fn get(&self, i: usize) -> Option<String> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner())[i].clone()
+    }
+
+    /// The failure of a required store, if one failed.
+    fn fatal(&self) -> Option<Error> {
+        let fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        fatal.clone().map(Error::Runtime)
+    }
+}
+
+/// Writes the same bytes to every store's object. A store that is not required is dropped
+/// on its first failure (its partial object discarded); the others go on.
+struct Fanout {
+    writers: Vec<Option<Box<dyn ObjectWriter>>>,
+    failures: Failures,
+}
 
 impl Write for Fanout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for w in &mut self.0 {
-            w.write_all(buf)?;
+        for (i, slot) in self.writers.iter_mut().enumerate() {
+            if self.failures.failed(i) {
+                *slot = None;
+            }
+            let Some(w) = slot else { continue };
+            if let Err(e) = w.write_all(buf) {
+                *slot = None;
+                self.failures
+                    .record(i, e.to_string())
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+            }
         }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|w| w.flush())
+        Ok(())
+    }
+}
+
+impl Fanout {
+    /// Commits every object still being written.
+    fn commit(self) -> Result<()> {
+        for (i, slot) in self.writers.into_iter().enumerate() {
+            let Some(w) = slot else { continue };
+            if self.failures.failed(i) {
+                continue;
+            }
+            if let Err(e) = w.commit() {
+                self.failures.record(i, e.to_string())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +200,8 @@ fn backup_once(
     let _lock = state.lock(policy)?;
     let started = Instant::now();
     let stores = inventory::open_stores(policy)?;
+    // One more than any backup of this policy in any store (see Manifest::sequence).
+    let sequence = inventory::max_sequence(policy, &stores)? + 1;
     let created_at = clock.now();
     let backup_id = Uuid::new_v4();
     let stem = manifest::stem(backup_id, created_at);
@@ -124,13 +212,33 @@ fn backup_once(
         .map(|e| format!("{stem}.tar.{}.{}", compression.ext(), e.ext()))
         .collect();
 
+    let failures = Failures {
+        required: policy.stores.iter().map(|s| s.required()).collect(),
+        described: stores.iter().map(|s| s.describe()).collect(),
+        first: Arc::new(Mutex::new(vec![None; stores.len()])),
+        fatal: Arc::default(),
+    };
+    // A hint for stores that upload in parts: the source file's size, when it is one.
+    let size_hint = std::fs::metadata(policy.source.path())
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     let mut sinks = Vec::new();
     for name in &names {
-        let writers = stores
-            .iter()
-            .map(|s| s.put(name))
-            .collect::<Result<Vec<_>>>()?;
-        sinks.push(HashWriter::new(Fanout(writers)));
+        let mut writers = Vec::new();
+        for (i, s) in stores.iter().enumerate() {
+            match s.put_expecting(name, size_hint) {
+                Ok(w) => writers.push(Some(w)),
+                Err(e) => {
+                    failures.record(i, e.to_string())?;
+                    writers.push(None);
+                }
+            }
+        }
+        sinks.push(HashWriter::new(Fanout {
+            writers,
+            failures: failures.clone(),
+        }));
     }
 
     let mut running = source::start(&policy.source, &state.scratch(), clock)?;
@@ -141,18 +249,23 @@ fn backup_once(
         &envelopes,
         policy,
     );
-    // The source's own error explains a broken stream better than the stream's.
-    let (captured, (tar_sha256, tar_size)) = match (running.join(), streamed) {
+    // A store that failed stopped the stream (the source then only saw its reader go);
+    // otherwise the source's own error explains a broken stream better than the stream's.
+    let joined = running.join();
+    if let Some(e) = failures.fatal() {
+        return Err(e);
+    }
+    let (captured, (tar_sha256, tar_size)) = match (joined, streamed) {
         (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         (Ok(c), Ok(v)) => (c, v),
     };
+    // A base backup is consistent only once it ends.
+    let captured_at = captured.captured_at.unwrap_or(captured_at);
 
     let mut payloads = Vec::new();
     for ((sink, name), envelope) in sinks.into_iter().zip(&names).zip(&envelopes) {
         let (fanout, sha256, size) = sink.finish();
-        for w in fanout.0 {
-            w.commit()?;
-        }
+        fanout.commit()?;
         payloads.push(Payload {
             object: name.clone(),
             chain: vec![
@@ -172,8 +285,17 @@ fn backup_once(
         policy_id: policy.id,
         policy_name: policy.name.clone(),
         source_kind: policy.source.kind().into(),
-        source_path: policy.source.path().display().to_string(),
+        source_path: policy.source.describe(),
         captured_at,
+        sequence,
+        payloads: payloads
+            .iter()
+            .map(|p| crate::manifest::PayloadDigest {
+                object: p.object.clone(),
+                size: p.size,
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         tar_size,
         tar_sha256,
@@ -185,20 +307,58 @@ fn backup_once(
     for e in &envelopes {
         sealed.insert(*e, encrypt_armored(*e, &policy.recipients, &private_json)?);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: manifest::FORMAT.into(),
         backup_id,
         policy_id: policy.id,
         created_at,
         captured_at: private.captured_at,
+        sequence,
         payloads,
         private: sealed,
+        signature: None,
     };
-    let json = manifest.to_json();
-    for s in &stores {
-        s.put_bytes(&manifest.object_name(), &json)?;
+    if let Some(key) = &policy.signing.key_file {
+        manifest.signature = Some(crate::keys::sign_detached(key, &manifest.signed_bytes())?);
     }
-    let described: Vec<String> = stores.iter().map(|s| s.describe()).collect();
+    let json = manifest.to_json();
+    for (i, s) in stores.iter().enumerate() {
+        if failures.failed(i) {
+            continue;
+        }
+        if let Err(e) = s.put_bytes(&manifest.object_name(), &json) {
+            failures.record(i, e.to_string())?;
+        }
+    }
+    let store_results: Vec<StoreResult> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let error = failures.get(i);
+            StoreResult {
+                store: s.describe(),
+                required: failures.required[i],
+                ok: error.is_none(),
+                error,
+            }
+        })
+        .collect();
+    let described: Vec<String> = store_results
+        .iter()
+        .filter(|r| r.ok)
+        .map(|r| r.store.clone())
+        .collect();
+    if described.is_empty() {
+        let why: Vec<String> = store_results
+            .iter()
+            .map(|r| format!("{}: {}", r.store, r.error.as_deref().unwrap_or("?")))
+            .collect();
+        return Err(Error::Runtime(format!(
+            "backup of {} failed in every store ({})",
+            policy.name,
+            why.join("; ")
+        )));
+    }
     catalog.record_backup(&policy.name, &manifest, &described)?;
     Ok(BackupOutcome {
         policy: policy.name.clone(),
@@ -208,6 +368,7 @@ fn backup_once(
         archive_size: tar_size,
         payloads: manifest.payloads,
         stores: described,
+        store_results,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -18,6 +18,57 @@ pub fn open_stores(policy: &Policy) -> Result<Vec<Box<dyn Store>>> {
     policy.stores.iter().map(store::open).collect()
 }
 
+/// The index of the store a selector names among the policy's stores: `KIND` (the first
+/// store of that kind, e.g. `s3`), `KIND:N` (the Nth of that kind) or `N` (the Nth
+/// `[[store]]` of the policy), counting from 1.
+pub fn select_store(policy: &Policy, selector: &str) -> Result<usize> {
+    let bad = |why: String| {
+        Error::Config(format!(
+            "--store {selector:?}: {why} (policy {} has: {})",
+            policy.name,
+            policy
+                .stores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{} = {}", i + 1, s.kind()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    let (kind, nth) = match selector.split_once(':') {
+        Some((k, n)) => (Some(k), Some(n)),
+        None if selector.chars().all(|c| c.is_ascii_digit()) => (None, Some(selector)),
+        None => (Some(selector), None),
+    };
+    let nth = match nth {
+        None => 1,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(bad("the number counts from 1".into())),
+        },
+    };
+    let candidates: Vec<usize> = (0..policy.stores.len())
+        .filter(|&i| kind.is_none_or(|k| policy.stores[i].kind() == k))
+        .collect();
+    match candidates.get(nth - 1) {
+        Some(&i) => Ok(i),
+        None => Err(bad(match kind {
+            Some(k) if candidates.is_empty() => format!("no store of kind {k:?}"),
+            _ => "no such store".to_string(),
+        })),
+    }
+}
+
+/// The policy's stores, or only the one `selector` names (see [`select_store`]).
+pub fn open_selected(policy: &Policy, selector: Option<&str>) -> Result<Vec<Box<dyn Store>>> {
+    match selector {
+        None => open_stores(policy),
+        Some(sel) => Ok(vec![store::open(
+            &policy.stores[select_store(policy, sel)?],
+        )?]),
+    }
+}
+
 /// Every backup of `policy` in `stores`, oldest first. Manifests of other policies sharing a
 /// store are skipped; a manifest that cannot be parsed is an error naming it.
 pub fn backups(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<Vec<Found>> {
@@ -31,6 +82,7 @@ pub fn backups(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<Vec<Found>>
             if m.policy_id != policy.id {
                 continue;
             }
+            check_signature(policy, &m)?;
             match found
                 .iter_mut()
                 .find(|f| f.manifest.backup_id == m.backup_id)
@@ -60,15 +112,73 @@ pub fn backups(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<Vec<Found>>
     Ok(found)
 }
 
+/// The highest sequence number among `policy`'s manifests in `stores` (0 when none).
+/// Unreadable or foreign manifests are skipped: a damaged old backup must not stop new ones.
+pub fn max_sequence(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<u64> {
+    let mut max = 0;
+    for store in stores {
+        for name in store.list()? {
+            if !name.ends_with(manifest::SUFFIX) {
+                continue;
+            }
+            let Ok(bytes) = store.get_bytes(&name) else {
+                continue;
+            };
+            if let Ok(m) = Manifest::parse(&name, &bytes)
+                && m.policy_id == policy.id
+            {
+                max = max.max(m.sequence);
+            }
+        }
+    }
+    Ok(max)
+}
+
+/// With `[signing] trusted` keys, a manifest must carry a valid signature by one of them.
+fn check_signature(policy: &Policy, m: &Manifest) -> Result<()> {
+    if policy.signing.trusted.is_empty() {
+        return Ok(());
+    }
+    let name = m.object_name();
+    let Some(sig) = &m.signature else {
+        return Err(Error::Check(format!(
+            "manifest {name} is not signed, but policy {} requires a signature by a trusted key",
+            policy.name
+        )));
+    };
+    crate::keys::verify_detached(&policy.signing.trusted, sig, &m.signed_bytes()).map_err(|why| {
+        Error::Check(format!(
+            "manifest {name} is not signed by a trusted key ({why}); refusing it"
+        ))
+    })
+}
+
 /// The backup `id` (a full UUID or a unique prefix), or the newest when `id` is `None`.
+/// The newest must also carry the highest sequence number: otherwise an older backup was
+/// put back under a newer name (rollback), and the newest cannot be trusted.
 pub fn pick(policy: &Policy, mut found: Vec<Found>, id: Option<&str>) -> Result<Found> {
     match id {
-        None => found.pop().ok_or_else(|| {
-            Error::Config(format!(
-                "policy {} has no backups in its stores; run `lifeboat backup {}` first",
-                policy.name, policy.name
-            ))
-        }),
+        None => {
+            let newest = found.pop().ok_or_else(|| {
+                Error::Config(format!(
+                    "policy {} has no backups in its stores; run `lifeboat backup {}` first",
+                    policy.name, policy.name
+                ))
+            })?;
+            if let Some(f) = found
+                .iter()
+                .find(|f| f.manifest.sequence >= newest.manifest.sequence)
+            {
+                return Err(Error::Check(format!(
+                    "newest backup {} has sequence {} but older backup {} has {}: a backup was rolled back or substituted",
+                    newest.manifest.backup_id,
+                    newest.manifest.sequence,
+                    f.manifest.backup_id,
+                    f.manifest.sequence
+                )));
+            }
+            Ok(newest)
+        }
         Some(id) => {
             let mut matches: Vec<Found> = found
                 .into_iter()

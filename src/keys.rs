@@ -262,6 +262,8 @@ pub fn keygen(
                     None,
                     None,
                 )
+                // Lets the same kind of key sign manifests (`[signing]`) and reports.
+                .add_signing_subkey()
                 .generate()
                 .map_err(|e| Error::Runtime(format!("cannot generate OpenPGP key: {e}")))?;
             let mut private = Vec::new();
@@ -342,4 +344,69 @@ pub fn sign_detached(key_file: &Path, data: &[u8]) -> Result<String> {
         signer.finalize().map_err(sign_err)?;
     }
     String::from_utf8(out).map_err(|_| Error::Runtime("signature is not UTF-8".into()))
+}
+
+/// Checks a detached armored signature over `data` against `trusted` certificates.
+pub fn verify_detached(
+    trusted: &[openpgp::Cert],
+    signature: &str,
+    data: &[u8],
+) -> Result<(), String> {
+    use openpgp::parse::stream::{
+        DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationHelper,
+    };
+    struct Helper<'a>(&'a [openpgp::Cert]);
+    impl VerificationHelper for Helper<'_> {
+        fn get_certs(&mut self, _: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<openpgp::Cert>> {
+            Ok(self.0.to_vec())
+        }
+        fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+            for layer in structure.into_iter() {
+                if let MessageLayer::SignatureGroup { results } = layer
+                    && results.iter().any(|r| r.is_ok())
+                {
+                    return Ok(());
+                }
+            }
+            Err(openpgp::anyhow::anyhow!(
+                "no valid signature by a trusted key"
+            ))
+        }
+    }
+    let mut verifier = DetachedVerifierBuilder::from_bytes(signature.as_bytes())
+        .map_err(|e| format!("unreadable signature: {e}"))?
+        .with_policy(&OPENPGP_POLICY, None, Helper(trusted))
+        .map_err(|e| e.to_string())?;
+    verifier.verify_bytes(data).map_err(|e| e.to_string())
+}
+
+/// Reads OpenPGP certificates that may verify signatures (`[signing] trusted`).
+pub fn load_signing_certs(path: &Path) -> Result<Vec<openpgp::Cert>, String> {
+    let parser = CertParser::from_file(path)
+        .map_err(|e| format!("cannot read OpenPGP certificate {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for cert in parser {
+        let cert = cert
+            .map_err(|e| format!("{} is not a valid OpenPGP certificate: {e}", path.display()))?;
+        let can_sign = cert
+            .keys()
+            .with_policy(&OPENPGP_POLICY, None)
+            .supported()
+            .alive()
+            .revoked(false)
+            .for_signing()
+            .next()
+            .is_some();
+        if !can_sign {
+            return Err(format!(
+                "certificate {} has no valid signing key",
+                cert.fingerprint()
+            ));
+        }
+        certs.push(cert.strip_secret_key_material());
+    }
+    if certs.is_empty() {
+        return Err(format!("no OpenPGP certificate in {}", path.display()));
+    }
+    Ok(certs)
 }

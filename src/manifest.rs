@@ -26,10 +26,25 @@ pub struct Manifest {
     pub policy_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub captured_at: DateTime<Utc>,
+    /// Per-policy sequence number, one more than the highest in the stores at backup time:
+    /// a newer backup with a lower number is an older one put back (rollback).
+    pub sequence: u64,
     /// One payload per envelope (age, OpenPGP); each is a complete backup on its own.
     pub payloads: Vec<Payload>,
     /// The private manifest, ASCII-armored, keyed by envelope name.
     pub private: BTreeMap<Envelope, String>,
+    /// Detached armored OpenPGP signature over the manifest without this field, by the
+    /// backup host's `[signing] key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// What the private manifest repeats of each payload, binding it to the public part.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PayloadDigest {
+    pub object: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// One stored payload object.
@@ -55,6 +70,11 @@ pub struct Private {
     pub source_kind: String,
     pub source_path: String,
     pub captured_at: DateTime<Utc>,
+    /// Repeats the public manifest's sequence and payloads.
+    #[serde(default)]
+    pub sequence: u64,
+    #[serde(default)]
+    pub payloads: Vec<PayloadDigest>,
     pub lifeboat_version: String,
     /// Size and sha256 of the tar stream inside the payloads.
     pub tar_size: u64,
@@ -132,6 +152,27 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The payloads as the private manifest repeats them.
+    pub fn digests(&self) -> Vec<PayloadDigest> {
+        self.payloads
+            .iter()
+            .map(|p| PayloadDigest {
+                object: p.object.clone(),
+                size: p.size,
+                sha256: p.sha256.clone(),
+            })
+            .collect()
+    }
+
+    /// The bytes a signature covers: the manifest without its signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        Manifest {
+            signature: None,
+            ..self.clone()
+        }
+        .to_json()
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
         v.push(b'\n');
@@ -176,6 +217,8 @@ impl Manifest {
                     if p.backup_id != self.backup_id
                         || p.policy_id != self.policy_id
                         || p.captured_at != self.captured_at
+                        || p.sequence != self.sequence
+                        || p.payloads != self.digests()
                     {
                         return Err(Error::Check(format!(
                             "{what} belongs to another backup (manifest substituted)"
@@ -205,6 +248,8 @@ mod tests {
             policy_id: Uuid::new_v4(),
             created_at: t,
             captured_at: t,
+            sequence: 1,
+            signature: None,
             payloads: vec![Payload {
                 object: format!("{}.tar.zst.age", stem(id, t)),
                 chain: vec!["tar".into(), "zstd".into(), "age".into()],

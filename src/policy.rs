@@ -38,6 +38,7 @@ pub struct Policy {
     pub objectives: Objectives,
     pub expectations: Expectations,
     pub drill: DrillSettings,
+    pub signing: Signing,
 }
 
 /// What to back up.
@@ -47,6 +48,28 @@ pub enum SourceSpec {
     Sqlite { path: PathBuf },
     /// A directory tree (wallets, config), archived as PAX tar.
     Files { path: PathBuf },
+    /// A PostgreSQL server: logical dumps, or base backups plus archived WAL.
+    Postgres(PgSource),
+}
+
+/// A PostgreSQL source (`kind = "postgres"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSource {
+    /// The server (and, for logical dumps, the database); a password in it is masked in
+    /// every message and passed to the tools only through `PGPASSWORD`.
+    pub url: crate::source::PgUrl,
+    pub mode: PgMode,
+    /// Logical only: dump and restore with this many jobs (directory format).
+    pub jobs: Option<u32>,
+}
+
+/// How a PostgreSQL source is backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgMode {
+    /// `pg_dump` of one database (custom format, or directory format with `jobs`).
+    Logical,
+    /// `pg_basebackup` of the cluster, with WAL archived by `lifeboat wal-push`.
+    Physical,
 }
 
 impl SourceSpec {
@@ -54,10 +77,20 @@ impl SourceSpec {
         match self {
             SourceSpec::Sqlite { .. } => "sqlite",
             SourceSpec::Files { .. } => "files",
+            SourceSpec::Postgres(_) => "postgres",
         }
     }
+    /// What is backed up, for the private manifest: the path, or the URL without password.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceSpec::Postgres(pg) => pg.url.conninfo(),
+            SourceSpec::Sqlite { path } | SourceSpec::Files { path } => path.display().to_string(),
+        }
+    }
+    /// The file or directory backed up (empty for a PostgreSQL source: see [`Self::describe`]).
     pub fn path(&self) -> &Path {
         match self {
+            SourceSpec::Postgres(_) => Path::new(""),
             SourceSpec::Sqlite { path } | SourceSpec::Files { path } => path,
         }
     }
@@ -66,7 +99,31 @@ impl SourceSpec {
 /// Where backups are stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
-    Local { path: PathBuf },
+    /// A directory. `required = false`: a failure to write there is reported, but the
+    /// backup still counts.
+    Local { path: PathBuf, required: bool },
+    /// An S3 bucket (AWS or S3-compatible).
+    S3 {
+        spec: Box<crate::store::S3Spec>,
+        required: bool,
+    },
+}
+
+impl StoreSpec {
+    /// `local` or `s3`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreSpec::Local { .. } => "local",
+            StoreSpec::S3 { .. } => "s3",
+        }
+    }
+
+    /// Whether a backup fails when this store cannot be written (default: yes).
+    pub fn required(&self) -> bool {
+        match self {
+            StoreSpec::Local { required, .. } | StoreSpec::S3 { required, .. } => *required,
+        }
+    }
 }
 
 /// Retention rules (applied by rotation); absent rules keep everything.
@@ -108,6 +165,9 @@ pub struct Notify {
 pub struct DrillSettings {
     /// Where drills restore to (default: the state directory's scratch space).
     pub scratch: Option<PathBuf>,
+    /// PostgreSQL logical policies: the server drills restore into a scratch database on
+    /// (created and dropped by each drill).
+    pub scratch_url: Option<crate::source::PgUrl>,
     /// Cron expression for scheduled drills.
     pub schedule: Option<String>,
 }
@@ -143,6 +203,8 @@ struct PolicyFile {
     #[serde(default)]
     drill: DrillFile,
     #[serde(default)]
+    signing: SigningFile,
+    #[serde(default)]
     notify: NotifyFile,
 }
 
@@ -168,6 +230,7 @@ struct VerifyFile {
 #[serde(deny_unknown_fields)]
 struct DrillFile {
     scratch: Option<PathBuf>,
+    scratch_url: Option<Spanned<String>>,
     schedule: Option<Spanned<String>>,
 }
 
@@ -175,7 +238,10 @@ struct DrillFile {
 #[serde(deny_unknown_fields)]
 struct SourceFile {
     kind: Spanned<String>,
-    path: PathBuf,
+    path: Option<Spanned<PathBuf>>,
+    url: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    jobs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +249,18 @@ struct SourceFile {
 struct StoreFile {
     kind: Spanned<String>,
     path: Option<PathBuf>,
+    required: Option<bool>,
+    bucket: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    credentials_env: Option<Spanned<String>>,
+    storage_class: Option<Spanned<String>>,
+    sse: Option<Spanned<String>>,
+    kms_key_id: Option<Spanned<String>>,
+    object_lock_days: Option<Spanned<i64>>,
+    object_lock_mode: Option<Spanned<String>>,
+    max_bandwidth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -376,21 +454,8 @@ impl Validator<'_> {
             )
         })?;
 
-        let source = match raw.source.kind.get_ref().as_str() {
-            "sqlite" => SourceSpec::Sqlite {
-                path: raw.source.path,
-            },
-            "files" => SourceSpec::Files {
-                path: raw.source.path,
-            },
-            other => {
-                return Err(self.err(
-                    raw.source.kind.span(),
-                    "source.kind",
-                    format!("unknown source kind {other:?}; expected \"sqlite\" or \"files\""),
-                ));
-            }
-        };
+        let source = self.source(&raw.source)?;
+        let scratch_url = self.scratch_url(&raw.drill.scratch_url, &source)?;
 
         if raw.stores.get_ref().is_empty() {
             return Err(self.err(
@@ -410,13 +475,18 @@ impl Validator<'_> {
                             "a local store needs `path`",
                         ));
                     };
-                    stores.push(StoreSpec::Local { path: path.clone() });
+                    self.no_s3_keys(s)?;
+                    stores.push(StoreSpec::Local {
+                        path: path.clone(),
+                        required: s.required.unwrap_or(true),
+                    });
                 }
+                "s3" => stores.push(self.s3_store(s)?),
                 other => {
                     return Err(self.err(
                         s.kind.span(),
                         "store.kind",
-                        format!("unknown store kind {other:?}; expected \"local\""),
+                        format!("unknown store kind {other:?}; expected \"local\" or \"s3\""),
                     ));
                 }
             }
@@ -535,9 +605,408 @@ impl Validator<'_> {
             },
             drill: DrillSettings {
                 scratch: raw.drill.scratch,
+                scratch_url,
                 schedule: self.schedule(&raw.drill.schedule, "drill.schedule")?,
             },
+            signing: self.signing(&raw.signing)?,
         })
+    }
+
+    fn signing(&self, raw: &SigningFile) -> Result<Signing> {
+        let mut trusted = Vec::new();
+        for f in &raw.trusted {
+            trusted.extend(
+                crate::keys::load_signing_certs(f.get_ref())
+                    .map_err(|m| self.err(f.span(), "signing.trusted", m))?,
+            );
+        }
+        if let Some(k) = &raw.key_file
+            && !k.get_ref().is_file()
+        {
+            return Err(self.err(
+                k.span(),
+                "signing.key_file",
+                format!("{} does not exist or is not a file", k.get_ref().display()),
+            ));
+        }
+        Ok(Signing {
+            key_file: raw.key_file.as_ref().map(|k| k.get_ref().clone()),
+            trusted,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SigningFile {
+    key_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    trusted: Vec<Spanned<PathBuf>>,
+}
+
+/// Manifest signatures (`[signing]`): the backup host signs with `key_file` (an OpenPGP
+/// secret key with a signing subkey); readers refuse manifests not signed by a `trusted`
+/// certificate when any is listed.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    pub key_file: Option<PathBuf>,
+    pub trusted: Vec<sequoia_openpgp::Cert>,
+}
+
+impl Validator<'_> {
+    /// Keys that only S3 stores take are errors on a local store.
+    fn no_s3_keys(&self, s: &StoreFile) -> Result<()> {
+        let keys = [
+            ("bucket", s.bucket.as_ref().map(Spanned::span)),
+            ("prefix", s.prefix.as_ref().map(Spanned::span)),
+            ("region", s.region.as_ref().map(Spanned::span)),
+            ("endpoint", s.endpoint.as_ref().map(Spanned::span)),
+            (
+                "credentials_env",
+                s.credentials_env.as_ref().map(Spanned::span),
+            ),
+            ("storage_class", s.storage_class.as_ref().map(Spanned::span)),
+            ("sse", s.sse.as_ref().map(Spanned::span)),
+            ("kms_key_id", s.kms_key_id.as_ref().map(Spanned::span)),
+            (
+                "object_lock_days",
+                s.object_lock_days.as_ref().map(Spanned::span),
+            ),
+            (
+                "object_lock_mode",
+                s.object_lock_mode.as_ref().map(Spanned::span),
+            ),
+            ("max_bandwidth", s.max_bandwidth.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in keys {
+            if let Some(span) = span {
+                return Err(self.err(
+                    span,
+                    &format!("store.{key}"),
+                    format!("`{key}` is for kind = \"s3\" stores only"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates a `kind = "s3"` store.
+    fn s3_store(&self, s: &StoreFile) -> Result<StoreSpec> {
+        use crate::store::s3::{S3Spec, STORAGE_CLASSES, parse_bandwidth};
+        if s.path.is_some() {
+            return Err(self.err(
+                s.kind.span(),
+                "store.path",
+                "an s3 store has no `path`; use `bucket` and `prefix`",
+            ));
+        }
+        let Some(bucket) = &s.bucket else {
+            return Err(self.err(s.kind.span(), "store.bucket", "an s3 store needs `bucket`"));
+        };
+        let b = bucket.get_ref();
+        if !(3..=63).contains(&b.len())
+            || !b
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            || !b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !b.ends_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            return Err(self.err(
+                bucket.span(),
+                "store.bucket",
+                format!(
+                    "invalid bucket name {b:?}: 3 to 63 lowercase letters, digits, '-' and '.'"
+                ),
+            ));
+        }
+        let prefix = s
+            .prefix
+            .as_ref()
+            .map_or(String::new(), |p| p.get_ref().clone());
+        if let Some(p) = &s.prefix
+            && (prefix.starts_with('/') || prefix.contains("//") || prefix.contains('\\'))
+        {
+            return Err(self.err(
+                p.span(),
+                "store.prefix",
+                "prefix must not start with '/' nor contain '//' or '\\' (e.g. \"lifeboat/\")",
+            ));
+        }
+        let Some(region) = &s.region else {
+            return Err(self.err(
+                s.kind.span(),
+                "store.region",
+                "an s3 store needs `region` (e.g. \"eu-west-1\"; any value for most S3-compatible services)",
+            ));
+        };
+        if region.get_ref().is_empty()
+            || !region
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(self.err(
+                region.span(),
+                "store.region",
+                format!("invalid region {:?}", region.get_ref()),
+            ));
+        }
+        if let Some(e) = &s.endpoint {
+            let url = e.get_ref();
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            let authority = rest.map(|r| r.split('/').next().unwrap_or(""));
+            match authority {
+                None | Some("") => {
+                    return Err(self.err(
+                        e.span(),
+                        "store.endpoint",
+                        "endpoint must be an http:// or https:// URL, e.g. \"http://127.0.0.1:9000\"",
+                    ));
+                }
+                Some(a) if a.contains('@') => {
+                    return Err(self.err(
+                        e.span(),
+                        "store.endpoint",
+                        "endpoint must not contain credentials; use credentials_env",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(c) = &s.credentials_env {
+            let v = c.get_ref();
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+            {
+                return Err(self.err(
+                    c.span(),
+                    "store.credentials_env",
+                    "credentials_env is the prefix of environment variables (e.g. \"AWS\" for AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): uppercase letters, digits and '_'",
+                ));
+            }
+        }
+        if let Some(c) = &s.storage_class
+            && !STORAGE_CLASSES.contains(&c.get_ref().as_str())
+        {
+            return Err(self.err(
+                c.span(),
+                "store.storage_class",
+                format!(
+                    "unsupported storage class {:?}; expected one of {} (archive classes need a restore request before any read)",
+                    c.get_ref(),
+                    STORAGE_CLASSES.join(", ")
+                ),
+            ));
+        }
+        let sse = s.sse.as_ref().map(|v| v.get_ref().clone());
+        if let Some(v) = &s.sse
+            && !matches!(v.get_ref().as_str(), "AES256" | "aws:kms")
+        {
+            return Err(self.err(
+                v.span(),
+                "store.sse",
+                format!(
+                    "unknown sse {:?}; expected \"AES256\" or \"aws:kms\"",
+                    v.get_ref()
+                ),
+            ));
+        }
+        if let Some(k) = &s.kms_key_id
+            && sse.as_deref() != Some("aws:kms")
+        {
+            return Err(self.err(
+                k.span(),
+                "store.kms_key_id",
+                "kms_key_id needs sse = \"aws:kms\"",
+            ));
+        }
+        let object_lock_days = match &s.object_lock_days {
+            None => None,
+            Some(d) if (1..=36_500).contains(d.get_ref()) => Some(*d.get_ref() as u32),
+            Some(d) => {
+                return Err(self.err(
+                    d.span(),
+                    "store.object_lock_days",
+                    "object_lock_days must be between 1 and 36500",
+                ));
+            }
+        };
+        let object_lock_mode = match &s.object_lock_mode {
+            None => "COMPLIANCE".to_string(),
+            Some(m) if object_lock_days.is_none() => {
+                return Err(self.err(
+                    m.span(),
+                    "store.object_lock_mode",
+                    "object_lock_mode needs object_lock_days",
+                ));
+            }
+            Some(m) if matches!(m.get_ref().as_str(), "COMPLIANCE" | "GOVERNANCE") => {
+                m.get_ref().clone()
+            }
+            Some(m) => {
+                return Err(self.err(
+                    m.span(),
+                    "store.object_lock_mode",
+                    format!(
+                        "unknown object_lock_mode {:?}; expected \"COMPLIANCE\" or \"GOVERNANCE\"",
+                        m.get_ref()
+                    ),
+                ));
+            }
+        };
+        let max_bandwidth = match &s.max_bandwidth {
+            None => None,
+            Some(b) => Some(
+                parse_bandwidth(b.get_ref())
+                    .map_err(|m| self.err(b.span(), "store.max_bandwidth", m))?,
+            ),
+        };
+        Ok(StoreSpec::S3 {
+            spec: Box::new(S3Spec {
+                bucket: b.clone(),
+                prefix,
+                region: region.get_ref().clone(),
+                endpoint: s.endpoint.as_ref().map(|e| e.get_ref().clone()),
+                credentials_env: s.credentials_env.as_ref().map(|c| c.get_ref().clone()),
+                storage_class: s.storage_class.as_ref().map(|c| c.get_ref().clone()),
+                sse,
+                kms_key_id: s.kms_key_id.as_ref().map(|k| k.get_ref().clone()),
+                object_lock_days,
+                object_lock_mode,
+                max_bandwidth,
+            }),
+            required: s.required.unwrap_or(true),
+        })
+    }
+}
+
+impl Validator<'_> {
+    /// `[source]`: `kind` with `path` (sqlite, files) or `url`, `mode`, `jobs` (postgres).
+    fn source(&self, raw: &SourceFile) -> Result<SourceSpec> {
+        let kind = raw.kind.get_ref().as_str();
+        if kind != "postgres" {
+            let pg_only = [
+                ("url", raw.url.as_ref().map(Spanned::span)),
+                ("mode", raw.mode.as_ref().map(Spanned::span)),
+                ("jobs", raw.jobs.as_ref().map(Spanned::span)),
+            ];
+            if let Some((key, Some(span))) = pg_only.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(self.err(
+                    span,
+                    &format!("source.{key}"),
+                    format!("`{key}` is for kind = \"postgres\" sources only"),
+                ));
+            }
+        }
+        let path = || match &raw.path {
+            Some(p) => Ok(p.get_ref().clone()),
+            None => Err(self.err(
+                raw.kind.span(),
+                "source.path",
+                format!("a {kind} source needs `path`"),
+            )),
+        };
+        match kind {
+            "sqlite" => Ok(SourceSpec::Sqlite { path: path()? }),
+            "files" => Ok(SourceSpec::Files { path: path()? }),
+            "postgres" => {
+                if let Some(p) = &raw.path {
+                    return Err(self.err(
+                        p.span(),
+                        "source.path",
+                        "a postgres source has no `path`; use `url = \"postgresql://user@host:port/dbname\"`",
+                    ));
+                }
+                let Some(url) = &raw.url else {
+                    return Err(self.err(
+                        raw.kind.span(),
+                        "source.url",
+                        "a postgres source needs `url = \"postgresql://user@host:port/dbname\"`",
+                    ));
+                };
+                let parsed = crate::source::PgUrl::parse(url.get_ref())
+                    .map_err(|m| self.err(url.span(), "source.url", m))?;
+                let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                    None | Some(("logical", _)) => PgMode::Logical,
+                    Some(("physical", _)) => PgMode::Physical,
+                    Some((other, span)) => {
+                        return Err(self.err(
+                            span,
+                            "source.mode",
+                            format!(
+                                "unknown mode {other:?}; expected \"logical\" (pg_dump) or \"physical\" (base backup and WAL archive)"
+                            ),
+                        ));
+                    }
+                };
+                if mode == PgMode::Logical && parsed.dbname().is_none() {
+                    return Err(self.err(
+                        url.span(),
+                        "source.url",
+                        "a logical dump needs the database in the URL: postgresql://user@host:port/dbname",
+                    ));
+                }
+                let jobs = match &raw.jobs {
+                    None => None,
+                    Some(j) if mode == PgMode::Physical => {
+                        return Err(self.err(
+                            j.span(),
+                            "source.jobs",
+                            "`jobs` is for mode = \"logical\" (parallel pg_dump and pg_restore)",
+                        ));
+                    }
+                    Some(j) if (1..=64).contains(j.get_ref()) => Some(*j.get_ref() as u32),
+                    Some(j) => {
+                        return Err(self.err(
+                            j.span(),
+                            "source.jobs",
+                            "jobs must be between 1 and 64",
+                        ));
+                    }
+                };
+                Ok(SourceSpec::Postgres(PgSource {
+                    url: parsed,
+                    mode,
+                    jobs,
+                }))
+            }
+            other => Err(self.err(
+                raw.kind.span(),
+                "source.kind",
+                format!(
+                    "unknown source kind {other:?}; expected \"sqlite\", \"files\" or \"postgres\""
+                ),
+            )),
+        }
+    }
+
+    /// `[drill] scratch_url`: for PostgreSQL logical policies only.
+    fn scratch_url(
+        &self,
+        raw: &Option<Spanned<String>>,
+        source: &SourceSpec,
+    ) -> Result<Option<crate::source::PgUrl>> {
+        let Some(url) = raw else { return Ok(None) };
+        if !matches!(
+            source,
+            SourceSpec::Postgres(PgSource {
+                mode: PgMode::Logical,
+                ..
+            })
+        ) {
+            return Err(self.err(
+                url.span(),
+                "drill.scratch_url",
+                "scratch_url is for postgres sources with mode = \"logical\" (a physical drill starts its own server)",
+            ));
+        }
+        crate::source::PgUrl::parse(url.get_ref())
+            .map(Some)
+            .map_err(|m| self.err(url.span(), "drill.scratch_url", m))
     }
 }
 
@@ -663,6 +1132,118 @@ mod tests {
         assert_eq!(key, "compression.level");
         let (line, key, _) = policy_err(&policy("").replace(AGE_PUB, "age1nope"));
         assert_eq!((line, key.as_str()), (11, "encryption.age_recipients"));
+    }
+
+    fn pg_policy(source: &str, extra: &str) -> String {
+        format!(
+            "name = \"pg\"\nid = \"3f6c2a9e-9a3c-4c55-9a8e-0d1f5f0b6a11\"\n[source]\nkind = \"postgres\"\n{source}\n[[store]]\nkind = \"local\"\npath = \"b\"\n[encryption]\nage_recipients = [\"{AGE_PUB}\"]\n{extra}"
+        )
+    }
+
+    #[test]
+    fn postgres_source_keys_validate() {
+        let p = parse(
+            Path::new("p.toml"),
+            &pg_policy(
+                "url = \"postgresql://app:s3cret@db:5432/shop\"\njobs = 4",
+                "[drill]\nscratch_url = \"postgresql://postgres@scratch/postgres\"\n",
+            ),
+        )
+        .unwrap();
+        let SourceSpec::Postgres(pg) = &p.source else {
+            panic!("not a postgres source: {:?}", p.source)
+        };
+        assert_eq!((pg.mode, pg.jobs), (PgMode::Logical, Some(4)));
+        assert_eq!(pg.url.dbname().as_deref(), Some("shop"));
+        assert!(p.drill.scratch_url.is_some());
+        assert!(
+            !format!("{p:?}").contains("s3cret"),
+            "Debug shows a password"
+        );
+
+        let phys = parse(
+            Path::new("p.toml"),
+            &pg_policy("url = \"postgresql://backup@db\"\nmode = \"physical\"", ""),
+        )
+        .unwrap();
+        assert!(matches!(
+            phys.source,
+            SourceSpec::Postgres(PgSource {
+                mode: PgMode::Physical,
+                jobs: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn postgres_source_errors_name_file_line_and_key() {
+        let cases = [
+            (pg_policy("", ""), 4, "source.url"),
+            (
+                pg_policy("url = \"mysql://u:pw@h/db\"", ""),
+                5,
+                "source.url",
+            ),
+            (pg_policy("url = \"postgresql://h/\"", ""), 5, "source.url"),
+            (pg_policy("path = \"x.db\"", ""), 5, "source.path"),
+            (
+                pg_policy("url = \"postgresql://h/db\"\nmode = \"snapshot\"", ""),
+                6,
+                "source.mode",
+            ),
+            (
+                pg_policy("url = \"postgresql://h/db\"\njobs = 0", ""),
+                6,
+                "source.jobs",
+            ),
+            (
+                pg_policy(
+                    "url = \"postgresql://h/db\"\nmode = \"physical\"\njobs = 2",
+                    "",
+                ),
+                7,
+                "source.jobs",
+            ),
+            (
+                pg_policy(
+                    "url = \"postgresql://h/db\"\nmode = \"physical\"",
+                    "[drill]\nscratch_url = \"postgresql://h/db\"\n",
+                ),
+                13,
+                "drill.scratch_url",
+            ),
+            (
+                pg_policy(
+                    "url = \"postgresql://h/db\"",
+                    "[drill]\nscratch_url = \"http://h\"\n",
+                ),
+                12,
+                "drill.scratch_url",
+            ),
+            (
+                policy("").replace(
+                    "path = \"x.db\"",
+                    "path = \"x.db\"\nurl = \"postgresql://h/d\"",
+                ),
+                7,
+                "source.url",
+            ),
+            (
+                policy("").replace("path = \"x.db\"\n", ""),
+                5,
+                "source.path",
+            ),
+        ];
+        for (text, want_line, want_key) in cases {
+            let (line, key, message) = policy_err(&text);
+            assert_eq!(
+                (line, key.as_str()),
+                (want_line, want_key),
+                "{message}\n{text}"
+            );
+            assert!(!message.contains("pw@"), "{message}");
+        }
     }
 
     #[test]

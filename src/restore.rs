@@ -23,12 +23,19 @@ use crate::store::Store;
 use crate::store::sync_dir;
 
 /// What `restore` should do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
+    /// A path; for a PostgreSQL logical backup, the database URL (as given on the CLI).
     pub target: PathBuf,
     pub force: bool,
     pub dry_run: bool,
     pub progress: Progress,
+    /// PostgreSQL physical backups: recover to this time (`--at`).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The identity files given, written into a physical restore's `restore_command`.
+    pub identity_files: Vec<PathBuf>,
+    /// Room for temporary files (a directory-format dump); default: the system's.
+    pub scratch: Option<PathBuf>,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -52,6 +59,16 @@ pub fn restore(
     ids: &Identities,
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
+    if let SourceSpec::Postgres(pg) = &policy.source {
+        return source::postgres::restore(policy, pg, id, ids, opts);
+    }
+    if opts.at.is_some() {
+        return Err(Error::Config(format!(
+            "--at is for PostgreSQL physical policies (point-in-time recovery); {} is a {} policy",
+            policy.name,
+            policy.source.kind()
+        )));
+    }
     let started = Instant::now();
     let replaced = check_target(&opts.target, opts.force)?;
     let stores = inventory::open_stores(policy)?;
@@ -203,6 +220,10 @@ pub(crate) fn check_restored(
             source::check_tree(dir, &private.files)?;
             Ok(dir.to_path_buf())
         }
+        // Checked on a server (src/source/postgres.rs), never as files.
+        SourceSpec::Postgres(_) => Err(Error::Runtime(format!(
+            "{what}: a PostgreSQL backup is checked on a server, not in a directory"
+        ))),
     }
 }
 
@@ -275,7 +296,7 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
 
 /// Fails unless `target` may be written: absent, an empty directory, or `force`.
 /// Returns whether something would be replaced.
-fn check_target(target: &Path, force: bool) -> Result<bool> {
+pub(crate) fn check_target(target: &Path, force: bool) -> Result<bool> {
     let exists = match fs::symlink_metadata(target) {
         Ok(m) if m.is_dir() => fs::read_dir(target)
             .at("cannot read", target)?
@@ -365,7 +386,7 @@ fn split(target: &Path) -> Result<(PathBuf, String)> {
 /// Moves `item` to `target`. An existing target (and an SQLite database's `-wal`, `-shm`
 /// and `-journal` files, which belong to the old data) is first moved aside, and restored
 /// if the final rename fails; it is removed only after the new copy is in place.
-fn promote(item: &Path, target: &Path) -> Result<()> {
+pub(crate) fn promote(item: &Path, target: &Path) -> Result<()> {
     let (parent, name) = split(target)?;
     let old = parent.join(format!(
         ".{name}.lifeboat-old-{}",

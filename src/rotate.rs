@@ -62,6 +62,21 @@ pub struct RotateOutcome {
     pub plan: Plan,
     /// Payloads without a manifest removed (or, for a dry run, to be removed).
     pub orphans: Vec<Orphan>,
+    /// Backups (and orphans) the plan deletes but a store keeps under a retention lock
+    /// (S3 Object Lock): left in place in that store, deleted by a later rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<Locked>,
+}
+
+/// Something rotation did not delete from one store because it is locked until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Locked {
+    pub store: String,
+    /// The backup, or `None` for an orphan payload.
+    pub backup_id: Option<String>,
+    /// The object whose lock ends last (the manifest, for a backup).
+    pub object: String,
+    pub until: DateTime<Utc>,
 }
 
 /// A payload without a manifest in one store.
@@ -101,22 +116,52 @@ pub fn rotate(
         protected.as_deref(),
     );
 
-    if !dry_run {
-        let doomed: HashSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
-        // `found` is oldest first.
-        for f in &found {
-            let id = f.manifest.backup_id.to_string();
-            if doomed.contains(id.as_str()) {
-                delete_backup(&stores, f)?;
+    let doomed: HashSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
+    let mut locked = Vec::new();
+    // Backups the plan deletes that a locked store still holds, with those stores.
+    let mut held: Vec<(&Found, Vec<usize>)> = Vec::new();
+    // `found` is oldest first.
+    for f in &found {
+        let id = f.manifest.backup_id.to_string();
+        if !doomed.contains(id.as_str()) {
+            continue;
+        }
+        let locks = backup_locks(&stores, f)?;
+        for (i, object, until) in &locks {
+            locked.push(Locked {
+                store: stores[*i].describe(),
+                backup_id: Some(id.clone()),
+                object: object.clone(),
+                until: *until,
+            });
+        }
+        let locked_in: Vec<usize> = locks.iter().map(|l| l.0).collect();
+        if !dry_run {
+            delete_backup(&stores, f, &locked_in)?;
+            if locked_in.is_empty() {
                 catalog.forget_backup(&id)?;
             }
         }
-        reconcile_catalog(policy, catalog, &stores, &found, &doomed)?;
+        if !locked_in.is_empty() {
+            held.push((f, locked_in));
+        }
+    }
+    if !dry_run {
+        reconcile_catalog(policy, catalog, &stores, &found, &doomed, &held)?;
     }
 
     let mut orphans = Vec::new();
     for store in &stores {
         for object in orphan_payloads(store.as_ref(), now)? {
+            if let Some(until) = store.locked_until(&object)? {
+                locked.push(Locked {
+                    store: store.describe(),
+                    backup_id: None,
+                    object,
+                    until,
+                });
+                continue;
+            }
             if !dry_run {
                 store.delete(&object)?;
             }
@@ -132,13 +177,45 @@ pub fn rotate(
         dry_run,
         plan,
         orphans,
+        locked,
     })
 }
 
-/// Deletes one backup from every store: in each, the manifest first, then the payloads.
-fn delete_backup(stores: &[Box<dyn Store>], f: &Found) -> Result<()> {
+/// The stores (by index) where some object of backup `f` is under a retention lock, each
+/// with the object whose lock ends last and when. Deleting there would fail (and deleting
+/// only part of a backup would break the manifest-last invariant), so rotation skips them.
+fn backup_locks(
+    stores: &[Box<dyn Store>],
+    f: &Found,
+) -> Result<Vec<(usize, String, DateTime<Utc>)>> {
+    let mut out = Vec::new();
+    let names = std::iter::once(f.manifest.object_name())
+        .chain(f.manifest.payloads.iter().map(|p| p.object.clone()));
+    let names: Vec<String> = names.collect();
+    for (i, store) in stores.iter().enumerate() {
+        let mut last: Option<(String, DateTime<Utc>)> = None;
+        for name in &names {
+            if let Some(until) = store.locked_until(name)?
+                && last.as_ref().is_none_or(|(_, t)| until > *t)
+            {
+                last = Some((name.clone(), until));
+            }
+        }
+        if let Some((object, until)) = last {
+            out.push((i, object, until));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes one backup from every store except the `locked` ones: in each, the manifest
+/// first, then the payloads.
+fn delete_backup(stores: &[Box<dyn Store>], f: &Found, locked: &[usize]) -> Result<()> {
     let name = f.manifest.object_name();
-    for store in stores {
+    for (i, store) in stores.iter().enumerate() {
+        if locked.contains(&i) {
+            continue;
+        }
         store.delete(&name)?;
         for p in &f.manifest.payloads {
             store.delete(&p.object)?;
@@ -154,8 +231,15 @@ fn reconcile_catalog(
     stores: &[Box<dyn Store>],
     found: &[Found],
     doomed: &HashSet<&str>,
+    held: &[(&Found, Vec<usize>)],
 ) -> Result<()> {
     let mut present = HashSet::new();
+    // Deleted elsewhere, still in the stores that lock it: listed there until it goes.
+    for (f, locked_in) in held {
+        let described: Vec<String> = locked_in.iter().map(|&i| stores[i].describe()).collect();
+        catalog.record_backup(&policy.name, &f.manifest, &described)?;
+        present.insert(f.manifest.backup_id.to_string());
+    }
     for f in found {
         let id = f.manifest.backup_id.to_string();
         if doomed.contains(id.as_str()) {

@@ -84,6 +84,18 @@ fn run(
         Level::Full => full_check(stores, found, ids),
         Level::Restore => {
             let private = m.read_private(ids)?;
+            if let crate::policy::SourceSpec::Postgres(pg) = &policy.source {
+                // Restored into a scratch database or by a temporary server, like a drill.
+                return crate::source::postgres::verify_restore(
+                    policy,
+                    pg,
+                    stores,
+                    found,
+                    ids,
+                    &private,
+                    &state.scratch(),
+                );
+            }
             let staging = Staging::inside(&state.scratch(), "verify")?;
             let item = unpack_backup(
                 &policy.source,
@@ -214,6 +226,10 @@ pub fn check_expectations(policy: &Policy, item: &std::path::Path) -> Result<()>
             }
             Ok(())
         }
+        // Checked on the restored server (src/source/postgres.rs).
+        crate::policy::SourceSpec::Postgres(_) => Err(Error::Runtime(
+            "PostgreSQL expectations are checked on a server, not on files".into(),
+        )),
     }
 }
 

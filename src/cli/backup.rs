@@ -42,6 +42,22 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
                         outcome.stores.len(),
                         outcome.seconds
                     );
+                    if outcome.store_results.len() > 1 {
+                        for r in &outcome.store_results {
+                            match &r.error {
+                                None => println!("  {}: ok", r.store),
+                                Some(e) => println!("  {}: FAILED (not required): {e}", r.store),
+                            }
+                        }
+                    }
+                }
+                for r in outcome.store_results.iter().filter(|r| !r.ok) {
+                    eprintln!(
+                        "lifeboat: warning: {}: store {} failed (not required; the backup counts): {}",
+                        outcome.policy,
+                        r.store,
+                        r.error.as_deref().unwrap_or("").replace('\n', " ")
+                    );
                 }
                 results.push(serde_json::to_value(&outcome).expect("json"));
             }

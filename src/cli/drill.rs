@@ -1,4 +1,4 @@
-//! `lifeboat drill NAME… | --all [--id ID] [--keep] [--each-identity] [--junit FILE]`
+//! `lifeboat drill NAME… | --all [--id ID] [--store SEL] [--keep] [--each-identity] [--junit FILE]`
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -18,6 +18,10 @@ pub struct Args {
     /// Drill this backup (full id or unique prefix) instead of the newest.
     #[arg(long)]
     id: Option<String>,
+    /// Fetch from one store only: KIND (the first of that kind, e.g. `s3`), KIND:N (the
+    /// Nth of that kind) or N (the policy's Nth [[store]]), counting from 1.
+    #[arg(long, value_name = "SEL")]
+    store: Option<String>,
     /// Keep the restored scratch copy and print where it is.
     #[arg(long)]
     keep: bool,
@@ -43,9 +47,15 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     if args.id.is_some() && policies.len() > 1 {
         return Err(Error::Config("--id needs exactly one policy".into()));
     }
+    if let Some(sel) = &args.store {
+        for p in &policies {
+            lifeboat::inventory::select_store(p, sel)?;
+        }
+    }
     let catalog = Catalog::open(&env.state)?;
     let opts = DrillOptions {
         progress: Default::default(),
+        store: args.store,
         id: args.id,
         keep: args.keep,
         each_identity: if args.each_identity {

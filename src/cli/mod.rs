@@ -13,6 +13,7 @@ mod rotate;
 mod run;
 mod schedule;
 mod verify;
+mod wal;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -102,6 +103,10 @@ enum Command {
     /// The local catalog.
     #[command(subcommand)]
     Catalog(catalog::Command),
+    /// Archive one PostgreSQL WAL file: archive_command = 'lifeboat --policies DIR wal-push NAME %p'.
+    WalPush(wal::PushArgs),
+    /// Bring back one archived WAL file: restore_command = 'lifeboat … wal-fetch NAME %f %p'.
+    WalFetch(wal::FetchArgs),
 }
 
 /// What every verb gets from the edge: clock, state directory, policies dir, identities.
@@ -194,6 +199,8 @@ fn dispatch(env: &Env, command: Command) -> lifeboat::Result<u8> {
         Command::List(a) => list::run(env, a),
         Command::Verify(a) => verify::run(env, a),
         Command::Restore(a) => restore::run(env, a),
+        Command::WalPush(a) => wal::push(env, a),
+        Command::WalFetch(a) => wal::fetch(env, a),
         Command::Drill(a) => drill::run(env, a),
         Command::Rotate(a) => rotate::run(env, a),
         Command::Report(a) => report::run(env, a),

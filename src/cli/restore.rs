@@ -18,9 +18,14 @@ pub struct Args {
     /// Restore an archive made by standard tools (tar|gzip|gpg, tar|zstd|age, .tar.gz, .tar.zst).
     #[arg(long, value_name = "FILE")]
     archive: Option<PathBuf>,
-    /// Where to restore: the database file, or the directory of a tree.
+    /// Where to restore: the database file, the directory of a tree, a PostgreSQL data
+    /// directory, or postgresql://user@host:port/newdb for a PostgreSQL logical dump.
     #[arg(long, value_name = "PATH")]
     to: PathBuf,
+    /// PostgreSQL physical policies: recover to this time (RFC 3339) from the newest base
+    /// backup finished before it.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
     /// Replace an existing target (kept until the new copy is in place).
     #[arg(long)]
     force: bool,
@@ -42,11 +47,26 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         ));
     }
     let (progress, bar) = super::progress(args.json || args.dry_run, "restore");
+    let at = match &args.at {
+        None => None,
+        Some(v) => Some(
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "--at {v:?} is not an RFC 3339 time ({e}); e.g. 2026-06-09T03:00:00Z"
+                    ))
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
     let opts = RestoreOptions {
         progress,
         target: args.to,
         force: args.force,
         dry_run: args.dry_run,
+        at,
+        identity_files: env.identity_files().to_vec(),
+        scratch: Some(env.state.scratch()),
     };
     let outcome = match (&args.archive, &args.name) {
         (Some(archive), _) => lifeboat::restore_archive(archive, &ids, &opts, &env.clock)?,
@@ -71,7 +91,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
                         0.0,
                     ),
                 };
-                let target = opts.target.display().to_string();
+                let target = lifeboat::source::postgres::mask_target(&opts.target);
                 catalog.record_restore(&policy.name, &id, at, &target, seconds, ok, &detail)?;
             }
             result?

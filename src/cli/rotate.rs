@@ -36,6 +36,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
                     "policy": outcome.policy,
                     "keep": outcome.plan.keep,
                     "delete": outcome.plan.delete,
+                    "locked": outcome.locked,
                 }));
             }
             Err(e) => {
@@ -77,6 +78,22 @@ fn print_human(o: &RotateOutcome) {
             if o.dry_run { "would remove" } else { "removed" },
             orphan.object,
             orphan.store
+        );
+    }
+    for l in &o.locked {
+        let what = match &l.backup_id {
+            Some(id) => format!("backup {id}"),
+            None => format!("orphan {}", l.object),
+        };
+        println!(
+            "{what} is locked until {} in {}; {}",
+            time(&l.until),
+            l.store,
+            if o.dry_run {
+                "it would stay there"
+            } else {
+                "left there for a later rotation"
+            }
         );
     }
     println!(

@@ -132,7 +132,7 @@ pub(super) fn write_tar(root: &Path, w: &mut dyn Write) -> Result<Captured> {
         .map_err(|e| Error::Runtime(format!("cannot finish archive: {e}")))?;
     Ok(Captured {
         files,
-        tables: Vec::new(),
+        ..Captured::default()
     })
 }
 

@@ -2,6 +2,7 @@
 //! plus what the private manifest records about it (file list, table row counts).
 
 mod files;
+pub mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 
 pub use files::check_tree;
+pub use postgres::PgUrl;
 pub use sqlite::{check_database, table_counts};
 
 use crate::clock::Clock;
@@ -23,6 +25,9 @@ use crate::policy::SourceSpec;
 pub struct Captured {
     pub files: Vec<FileEntry>,
     pub tables: Vec<TableCount>,
+    /// When the data is consistent, if only known at the end of the stream (a base
+    /// backup); overrides [`Running::captured_at`].
+    pub captured_at: Option<DateTime<Utc>>,
 }
 
 /// A running source: read the tar stream from `reader`, then `join` for what it recorded.
@@ -54,6 +59,14 @@ pub fn start(spec: &SourceSpec, scratch: &Path, clock: &Clock) -> Result<Running
                 reader,
                 captured_at,
                 handle,
+            })
+        }
+        SourceSpec::Postgres(pg) => {
+            let started = postgres::start(pg, scratch, clock)?;
+            Ok(Running {
+                reader: started.reader,
+                captured_at: started.captured_at,
+                handle: started.handle,
             })
         }
         SourceSpec::Files { path } => {

@@ -110,8 +110,8 @@ impl Snapshot {
             .map_err(|e| Error::Runtime(format!("cannot stream snapshot: {e}")))?;
         drop(self.dir);
         Ok(Captured {
-            files: Vec::new(),
             tables: self.tables,
+            ..Captured::default()
         })
     }
 }

@@ -2,11 +2,16 @@
 //! atomic put, streaming get, list, delete), so the pipeline never knows which it writes to.
 
 mod local;
+mod retry;
+pub mod s3;
 
 use std::io::{Read, Write};
 
 pub use local::LocalStore;
 pub(crate) use local::sync_dir;
+pub use s3::{S3Spec, S3Store};
+
+use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::policy::StoreSpec;
@@ -25,6 +30,25 @@ pub trait Store: Send + Sync {
     fn list(&self) -> Result<Vec<String>>;
     /// Removes `name`; removing an absent object is not an error.
     fn delete(&self, name: &str) -> Result<()>;
+
+    /// Like [`Store::put`], for an object expected to be about `expected_size` bytes (a
+    /// hint: stores that upload in parts choose their part size from it).
+    fn put_expecting(
+        &self,
+        name: &str,
+        expected_size: Option<u64>,
+    ) -> Result<Box<dyn ObjectWriter>> {
+        let _ = expected_size;
+        self.put(name)
+    }
+
+    /// When `name` is under a retention lock (S3 Object Lock), the time the lock ends;
+    /// `None` when it can be deleted now. Deleting a locked object fails, so rotation asks
+    /// first and leaves locked objects for a later run.
+    fn locked_until(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        let _ = name;
+        Ok(None)
+    }
 
     /// Writes a small object in one go.
     fn put_bytes(&self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -54,6 +78,7 @@ pub trait ObjectWriter: Write + Send + Sync {
 /// Opens the store a policy names.
 pub fn open(spec: &StoreSpec) -> Result<Box<dyn Store>> {
     match spec {
-        StoreSpec::Local { path } => Ok(Box::new(LocalStore::new(path.clone()))),
+        StoreSpec::Local { path, .. } => Ok(Box::new(LocalStore::new(path.clone()))),
+        StoreSpec::S3 { spec, .. } => Ok(Box::new(S3Store::open(spec)?)),
     }
 }

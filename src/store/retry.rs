@@ -177,11 +177,6 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Attempts made so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
     /// Called after a transient failure described by `why`: sleeps before the next attempt,
     /// or fails (exit 3) when the next attempt would start past the budget.
     pub async fn wait(&mut self, why: &str) -> Result<()> {
@@ -277,7 +272,10 @@ mod tests {
         });
         assert!(started.elapsed() <= Duration::from_millis(400));
         let text = err.to_string();
-        assert!(text.starts_with("upload x: HTTP 503 (gave up after "), "{text}");
+        assert!(
+            text.starts_with("upload x: HTTP 503 (gave up after "),
+            "{text}"
+        );
         assert_eq!(err.kind(), crate::ErrorKind::Runtime);
     }
 }
