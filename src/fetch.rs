@@ -65,13 +65,16 @@ pub fn read_plaintext<T>(
 /// The error to report when what was read does not hash to `exp`.
 fn mismatch(digest: &HashHandle, exp: &Expected<'_>, what: &str) -> Option<Error> {
     let (sha256, size) = digest.result();
-    (size != exp.size || sha256 != exp.sha256).then(|| {
-        Error::Check(format!(
-            "{what} does not match its manifest (size {size} vs {}, sha256 differs: {}); it was altered or damaged",
-            exp.size,
-            sha256 != exp.sha256
-        ))
-    })
+    let why = if size != exp.size {
+        format!("{size} bytes, the manifest says {}", exp.size)
+    } else if sha256 != exp.sha256 {
+        "its sha256 differs".to_string()
+    } else {
+        return None;
+    };
+    Some(Error::Check(format!(
+        "{what} does not match its manifest ({why}); it was altered or damaged"
+    )))
 }
 
 /// Producer side: decrypt `input` (or pass a plain archive through) into the pipe.

@@ -49,7 +49,17 @@ pub fn send(var: &str, event: &Event) -> Result<(), String> {
             }
             std::thread::sleep(wait);
         }
-        match agent.post(&url).send_json(event) {
+        // Each attempt gets what is left of the budget, at most 5 s.
+        let left = TOTAL.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let request = agent
+            .post(&url)
+            .config()
+            .timeout_global(Some(left.min(Duration::from_secs(5))))
+            .build();
+        match request.send_json(event) {
             Ok(_) => return Ok(()),
             Err(e) => last = describe(&e),
         }

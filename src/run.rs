@@ -184,7 +184,12 @@ fn run_policy(
         }
     };
 
-    let drill = drill_step(p, state, catalog, clock, ids, now)?;
+    // A policy another run holds is skipped whole: its drill waits too.
+    let drill = if backup.status == "locked" {
+        Step::new("skipped", "policy locked by another run", 0)
+    } else {
+        drill_step(p, state, catalog, clock, ids, now)?
+    };
     let exit_code = [&backup, &rotate, &drill]
         .iter()
         .filter(|s| s.ran())

@@ -73,6 +73,17 @@ fn database(sb: &Sandbox, name: &str) -> PathBuf {
 /// `LIFEBOAT_*` setting inherited from the environment.
 fn lifeboat(sb: &Sandbox, now: &str) -> Command {
     let mut cmd = sb.command();
+    // The webhook listener is on 127.0.0.1: no proxy in between.
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.env("LIFEBOAT_NOW", now)
         .env_remove("LIFEBOAT_LOG_FORMAT")
         .env_remove("LIFEBOAT_METRICS_FILE")
@@ -776,13 +787,14 @@ fn a_failing_policy_does_not_stop_the_others_and_is_reported_everywhere() {
         String::from_utf8_lossy(&out1.stderr)
     );
 
-    // Webhooks: the failure, and the success of the only policy with on_success = true.
+    // Webhooks: the failure, and the success of the only policy with on_success = true
+    // (policies run in file name order).
     let reqs = hook.requests();
     assert_eq!(
         events(&reqs),
         [
-            ("success".to_string(), "good".to_string()),
-            ("failure".to_string(), "broken".to_string())
+            ("failure".to_string(), "broken".to_string()),
+            ("success".to_string(), "good".to_string())
         ]
     );
     for r in &reqs {
@@ -795,7 +807,7 @@ fn a_failing_policy_does_not_stop_the_others_and_is_reported_everywhere() {
             r.headers
         );
     }
-    let failure = reqs[1].json();
+    let failure = reqs[0].json();
     let fields: Vec<&str> = failure
         .as_object()
         .unwrap()
@@ -812,7 +824,7 @@ fn a_failing_policy_does_not_stop_the_others_and_is_reported_everywhere() {
         text.contains("failure") && text.contains("broken") && text.contains("cannot read"),
         "{text}"
     );
-    let success = reqs[0].json();
+    let success = reqs[1].json();
     assert_eq!(success["exit_code"], 0);
     assert_eq!(success["details"]["drill"]["status"], "ok");
 
@@ -1156,12 +1168,14 @@ fn schedule_prints_working_crontab_and_systemd_units_with_absolute_paths() {
         .status()
         .expect("run the crontab command");
     assert!(status.success(), "crontab command failed: {status}");
-    let log = fs::read(state.join("run.log")).expect("run.log written");
-    let logs = json_lines("run.log", &log);
+    // The log holds the JSON log lines (stderr) and the one-line summary (stdout).
+    let log = fs::read_to_string(state.join("run.log")).expect("run.log written");
+    let (json, summary): (Vec<&str>, Vec<&str>) = log.lines().partition(|l| l.starts_with('{'));
+    let logs = json_lines("run.log", json.join("\n").as_bytes());
+    assert!(logs.iter().any(|l| l["message"] == "backup done"), "{log}");
     assert!(
-        logs.iter().any(|l| l["message"] == "backup done"),
-        "{}",
-        String::from_utf8_lossy(&log)
+        summary.iter().any(|l| l.starts_with("wallet backup: ok")),
+        "{log}"
     );
     let prom = fs::read_to_string(state.join("lifeboat.prom")).expect("metrics written");
     let m = samples(&prom);

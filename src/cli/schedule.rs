@@ -34,7 +34,12 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         .map_err(|e| Error::Runtime(format!("cannot read working directory: {e}")))?;
     let policies = absolute(&env.policies)?;
     let state = absolute(env.state.root())?;
+    // The crontab line appends to <state>/run.log: the shell cannot open it, and so never
+    // runs lifeboat, while the directory does not exist.
+    env.state.ensure()?;
     let metrics = state.join("lifeboat.prom");
+    // systemd wants an absolute EnvironmentFile=, and sh's `.` searches PATH for a bare name.
+    let env_file = absolute(&args.env_file)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let command = format!(
         "{} --policies {} --state-dir {} --log-format json --metrics-file {} run --due",
@@ -51,7 +56,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         println!(
             "[Service]\nType=oneshot\nUser={user}\nWorkingDirectory={}\nEnvironmentFile=-{}\nExecStart={command}\nNice=10\nIOSchedulingClass=best-effort\n",
             workdir.display(),
-            args.env_file.display()
+            env_file.display()
         );
         println!("# /etc/systemd/system/lifeboat.timer");
         println!(
@@ -70,7 +75,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
             args.every,
             workdir.display(),
             state.join("run.log").display(),
-            env = args.env_file.display()
+            env = env_file.display()
         );
     }
     Ok(0)
