@@ -13,10 +13,9 @@
 //! and `.json`. Peers (`restic`, `borgbackup`) and the shell tools are installed from
 //! Debian when missing. Goals are measured and reported, never asserted.
 //!
-//! How it measures: every timed command is spawned directly (pipelines are connected here,
-//! no shell) and reaped with `wait4`, which gives each process's CPU time and peak RSS
-//! (`ru_maxrss`, what `/usr/bin/time -v` prints). A pipeline's peak RSS is the sum of its
-//! processes' peaks (they run at the same time). Each run starts from `sync` with the page
+//! How it measures: every timed process is started through `/usr/bin/time` (pipelines are
+//! connected here, no shell), which reports its CPU time and peak RSS (`ru_maxrss`). A
+//! pipeline's peak RSS is the sum of its processes' peaks (they run at the same time). Each run starts from `sync` with the page
 //! cache warm; the figure is the median of `--runs` runs; MB = 10^6 bytes of corpus input.
 
 use std::collections::BTreeMap;
@@ -38,7 +37,6 @@ const LIFEBOAT: &str = env!("CARGO_BIN_EXE_lifeboat");
 /// Bump when the corpus generator changes, so cached corpora are rebuilt.
 const CORPUS_VERSION: u32 = 1;
 const MB: f64 = 1e6;
-const MIB: f64 = 1024.0 * 1024.0;
 
 const USAGE: &str = "\
 usage: cargo bench --bench pipeline -- [options]
@@ -218,8 +216,9 @@ impl Rng {
         }
     }
 
-    fn words(&mut self, out: &mut String, n: u64) {
-        for i in 0..n {
+    /// Between `lo` and `hi` words, common ones more often.
+    fn words(&mut self, out: &mut String, lo: u64, hi: u64) {
+        for i in 0..self.range(lo, hi) {
             if i > 0 {
                 out.push(' ');
             }
@@ -286,7 +285,6 @@ struct Part {
 
 struct Corpus {
     root: PathBuf,
-    scale: f64,
     parts: Vec<Part>,
 }
 
@@ -346,12 +344,11 @@ fn corpus(dir: &Path, scale: f64, seed: u64) -> Corpus {
             files,
         });
     }
-    Corpus { root, scale, parts }
+    Corpus { root, parts }
 }
 
 fn fmt_scale(s: f64) -> String {
-    let t = format!("{s}");
-    t.trim_end_matches(".0").to_string()
+    format!("{s}")
 }
 
 /// A shop database: customers, products, orders with items, a JSON event log and some
@@ -399,11 +396,11 @@ fn make_database(path: &Path, target: u64, rng: &mut Rng) -> rusqlite::Result<()
         for id in 1..=products {
             let title = {
                 text.clear();
-                rng.words(&mut text, rng.range(2, 5));
+                rng.words(&mut text, 2, 5);
                 text.clone()
             };
             text.clear();
-            rng.words(&mut text, rng.range(40, 120));
+            rng.words(&mut text, 40, 120);
             ins.execute(params![
                 id as i64,
                 format!("SKU-{id:06}"),
@@ -470,7 +467,7 @@ fn make_database(path: &Path, target: u64, rng: &mut Rng) -> rusqlite::Result<()
                 );
                 text.clear();
                 let note = if rng.chance(0.35) {
-                    rng.words(&mut text, rng.range(4, 30));
+                    rng.words(&mut text, 4, 30);
                     Some(text.as_str())
                 } else {
                     None
@@ -642,6 +639,9 @@ fn make_logs(root: &Path, target: u64, rng: &mut Rng) -> io::Result<()> {
                     rng.below(256)
                 );
                 rng.hex(&mut line, 32);
+                line.push_str(" span=");
+                rng.hex(&mut line, 16);
+                let _ = write!(line, " user={}", rng.below(10_000_000));
                 let _ = write!(
                     line,
                     " ua=\"{}\"",
@@ -790,10 +790,6 @@ impl Cmd {
         self.env.extend(vars.iter().cloned());
         self
     }
-    fn stdout(mut self, f: &Path) -> Cmd {
-        self.stdout = Some(f.to_path_buf());
-        self
-    }
 }
 
 /// What one timed run cost.
@@ -811,14 +807,24 @@ fn timeval(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+/// Every timed process is started by GNU time, which reports its CPU time and peak RSS. A
+/// process spawned directly from this (large) one would not do: `exec` records the old
+/// address space's high-water mark in the new process's `ru_maxrss`, so every child would
+/// show at least this process's own RSS. One forked by the small `time` starts clean.
+const TIME: &str = "/usr/bin/time";
+
 /// Runs processes connected stdout → stdin; fails unless every one exits 0.
 fn run_pipeline(p: &[Cmd], logs: &Path) -> Result<Sample, String> {
     let started = Instant::now();
     let mut children = Vec::new();
     let mut prev: Option<std::process::ChildStdout> = None;
     for (i, c) in p.iter().enumerate() {
-        let mut command = Command::new(&c.argv[0]);
-        command.args(&c.argv[1..]);
+        let usage_path = logs.join(format!("usage.{i}"));
+        let mut command = Command::new(TIME);
+        command
+            .args(["-f", "%U %S %M", "-o"])
+            .arg(&usage_path)
+            .args(&c.argv);
         for var in [
             "LIFEBOAT_STATE_DIR",
             "LIFEBOAT_IDENTITY_FILE",
@@ -850,27 +856,34 @@ fn run_pipeline(p: &[Cmd], logs: &Path) -> Result<Sample, String> {
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", c.argv[0]))?;
         prev = child.stdout.take();
-        children.push((child.id() as libc::pid_t, err_path, c.argv.join(" ")));
+        children.push((child, err_path, usage_path, c.argv.join(" ")));
     }
     drop(prev);
     let mut sample = Sample::default();
     let mut failures = Vec::new();
-    for (pid, err_path, what) in children {
-        let mut status = 0;
-        // SAFETY: plain FFI; `ru` is a valid out-parameter.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r != pid {
-            failures.push(format!("{what}: wait4 failed"));
-            continue;
+    for (mut child, err_path, usage_path, what) in children {
+        let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
+        // time writes "Command exited with non-zero status N" first when the command fails.
+        let usage = fs::read_to_string(&usage_path).unwrap_or_default();
+        let fields: Vec<f64> = usage
+            .lines()
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        match fields[..] {
+            [user, sys, rss_kib] => {
+                sample.cpu += user + sys;
+                sample.rss_kib += rss_kib as u64;
+            }
+            _ => failures.push(format!("`{what}`: no resource usage from {TIME}")),
         }
-        sample.cpu += timeval(ru.ru_utime) + timeval(ru.ru_stime);
-        sample.rss_kib += ru.ru_maxrss as u64;
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        if !status.success() {
             let stderr = fs::read_to_string(&err_path).unwrap_or_default();
             let tail: Vec<&str> = stderr.lines().rev().take(4).collect();
             failures.push(format!(
-                "`{what}` exited with status {status:#x}: {}",
+                "`{what}` failed ({status}): {}",
                 tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             ));
         }
@@ -1978,6 +1991,7 @@ fn which(tool: &str) -> bool {
 /// Installs what is missing from Debian (restic, borgbackup, the shell tools).
 fn ensure_tools(opts: &Opts) -> Vec<String> {
     let mut wanted = vec![
+        ("time", "time"),
         ("tar", "tar"),
         ("gzip", "gzip"),
         ("zstd", "zstd"),
@@ -2168,6 +2182,11 @@ fn setup_env(work: &Path) -> Env {
 
 // ---- report -----------------------------------------------------------------------------
 
+/// A Markdown table cell: `|` (as in shell pipelines) must be escaped.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
 fn mb(b: u64) -> String {
     format!("{:.1} MB", b as f64 / MB)
 }
@@ -2313,7 +2332,7 @@ fn render(report: &Report) -> String {
     }
     let _ = writeln!(
         w,
-        "`cargo bench --bench pipeline -- --size {} --runs {}`: median of {} runs, page cache warm, `sync` before each run, outputs on the same disk as the corpus. MB = 10^6 bytes of corpus input (restores: of restored data). CPU = user + system seconds of every process. Peak RSS = `ru_maxrss` from `wait4` (as `/usr/bin/time -v`), summed over the processes of a pipeline.\n",
+        "`cargo bench --bench pipeline -- --size {} --runs {}`: median of {} runs, page cache warm, `sync` before each run, outputs on the same disk as the corpus. MB = 10^6 bytes of corpus input (restores: of restored data). CPU = user + system seconds of every process. Peak RSS = `ru_maxrss` as reported by `/usr/bin/time`, summed over the processes of a pipeline (for lifeboat restores of the whole corpus, the largest of its three restores).\n",
         fmt_scale(opts.size),
         opts.runs,
         opts.runs
@@ -2364,7 +2383,7 @@ fn render(report: &Report) -> String {
                     let _ = writeln!(
                         w,
                         "| {part} | {} | {:.3} | {:.1} | {:.2} | {:.1} |",
-                        m.tool,
+                        cell(&m.tool),
                         m.secs(),
                         m.mbps(),
                         m.cpu(),
@@ -2374,7 +2393,7 @@ fn render(report: &Report) -> String {
                     let _ = writeln!(
                         w,
                         "| {part} | {} | failed: {} | | | |",
-                        m.tool,
+                        cell(&m.tool),
                         m.error.as_deref().unwrap_or("no runs").replace('|', "/")
                     );
                 }
@@ -2397,7 +2416,7 @@ fn render(report: &Report) -> String {
         let pcols: Vec<&String> = peers.iter().collect();
         let mut header_sep = String::from("|---|---|---|");
         for p in &pcols {
-            let _ = write!(w, " {p} |");
+            let _ = write!(w, " {} |", cell(p));
             header_sep.push_str("---:|");
         }
         let _ = writeln!(w, "\n{header_sep}");
@@ -2533,7 +2552,7 @@ fn render(report: &Report) -> String {
             Some(false) => "**no**",
             None => "–",
         };
-        let _ = writeln!(w, "| {} | {} | {met} |", g.what, g.measured);
+        let _ = writeln!(w, "| {} | {} | {met} |", cell(&g.what), cell(&g.measured));
     }
     for b in bound_list.iter().filter(|b| b.config.contains("openpgp")) {
         let _ = writeln!(
@@ -2683,9 +2702,10 @@ fn main() {
     let stem = opts
         .report_dir
         .join(format!("pipeline-size{}", fmt_scale(opts.size)));
-    fs::write(stem.with_extension("md"), &md).expect("write report");
+    let with_ext = |ext: &str| PathBuf::from(format!("{}.{ext}", stem.display()));
+    fs::write(with_ext("md"), &md).expect("write report");
     fs::write(
-        stem.with_extension("json"),
+        with_ext("json"),
         serde_json::to_string_pretty(&json).expect("json") + "\n",
     )
     .expect("write json");

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing lifeboat needs on Debian/Ubuntu, when missing:
-# libclang-dev (bindgen for sequoia's nettle backend), nettle-dev, pkg-config, and the real
-# tools the interoperability tests run (age, gpg, zstd, sqlite3), and prometheus for
-# `promtool check metrics` (tests/ops.rs), GNU time (peak memory in tests/s3.rs), and
+# libclang-dev (bindgen for sequoia's nettle backend), nettle-dev, pkg-config, libssl-dev
+# (libcrypto for the bundled SQLCipher), and the real tools the interoperability tests run
+# (age, gpg, zstd, sqlite3, Debian's SQLCipher 3 CLI `sqlcipher` for tests/sqlcipher.rs),
+# and prometheus for `promtool check metrics` (tests/ops.rs), GNU time (peak memory in tests/s3.rs),
+# PostgreSQL (server, client tools, and pgbench from postgresql-contrib) for the clusters
+# tests/postgres.rs creates, and
 # moto_server (PyPI `moto[server]`), the S3-compatible server tests/s3.rs runs, in a
 # project-local virtualenv `.venv/` (gitignored). Idempotent; quiet when everything is present.
 set -euo pipefail
 
-packages=(libclang-dev nettle-dev pkg-config age gnupg zstd sqlite3 gzip tar prometheus time)
+packages=(libclang-dev nettle-dev pkg-config libssl-dev age gnupg zstd sqlite3 sqlcipher gzip tar prometheus time postgresql postgresql-contrib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

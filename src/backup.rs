@@ -199,9 +199,25 @@ fn backup_once(
 ) -> Result<BackupOutcome> {
     let _lock = state.lock(policy)?;
     let started = Instant::now();
+    // A missing source or a wrong database key fails here, before any store is touched.
+    source::preflight(&policy.source)?;
     let stores = inventory::open_stores(policy)?;
-    // One more than any backup of this policy in any store (see Manifest::sequence).
-    let sequence = inventory::max_sequence(policy, &stores)? + 1;
+    let failures = Failures {
+        required: policy.stores.iter().map(|s| s.required()).collect(),
+        described: stores.iter().map(|s| s.describe()).collect(),
+        first: Arc::new(Mutex::new(vec![None; stores.len()])),
+        fatal: Arc::default(),
+    };
+    // One more than any backup of this policy in any store (see Manifest::sequence). A
+    // store that is not required and cannot be read is left out of this backup.
+    let mut sequence = 0;
+    for (i, s) in stores.iter().enumerate() {
+        match inventory::max_sequence(policy, std::slice::from_ref(s)) {
+            Ok(n) => sequence = sequence.max(n),
+            Err(e) => failures.record(i, e.to_string())?,
+        }
+    }
+    let sequence = sequence + 1;
     let created_at = clock.now();
     let backup_id = Uuid::new_v4();
     let stem = manifest::stem(backup_id, created_at);
@@ -212,12 +228,6 @@ fn backup_once(
         .map(|e| format!("{stem}.tar.{}.{}", compression.ext(), e.ext()))
         .collect();
 
-    let failures = Failures {
-        required: policy.stores.iter().map(|s| s.required()).collect(),
-        described: stores.iter().map(|s| s.describe()).collect(),
-        first: Arc::new(Mutex::new(vec![None; stores.len()])),
-        fatal: Arc::default(),
-    };
     // A hint for stores that upload in parts: the source file's size, when it is one.
     let size_hint = std::fs::metadata(policy.source.path())
         .ok()
@@ -227,6 +237,10 @@ fn backup_once(
     for name in &names {
         let mut writers = Vec::new();
         for (i, s) in stores.iter().enumerate() {
+            if failures.failed(i) {
+                writers.push(None);
+                continue;
+            }
             match s.put_expecting(name, size_hint) {
                 Ok(w) => writers.push(Some(w)),
                 Err(e) => {

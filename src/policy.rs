@@ -44,12 +44,35 @@ pub struct Policy {
 /// What to back up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
-    /// An SQLite database file.
-    Sqlite { path: PathBuf },
+    /// An SQLite database file; `cipher` when it is SQLCipher-encrypted.
+    Sqlite {
+        path: PathBuf,
+        cipher: Option<SqlCipher>,
+    },
     /// A directory tree (wallets, config), archived as PAX tar.
     Files { path: PathBuf },
     /// A PostgreSQL server: logical dumps, or base backups plus archived WAL.
     Postgres(PgSource),
+}
+
+/// An SQLCipher-encrypted SQLite source (`key_file` or `key_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlCipher {
+    /// Where the database key is read from when needed (never the key itself).
+    pub key: DbKeySource,
+    /// `PRAGMA cipher_compatibility` (1–4), for databases written by older SQLCipher versions.
+    pub compat: Option<u8>,
+    /// Restore a plain SQLite file instead of an SQLCipher database with the same key.
+    pub restore_plaintext: bool,
+}
+
+/// Where an SQLCipher database key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbKeySource {
+    /// A file holding the passphrase (one trailing newline is ignored).
+    File(PathBuf),
+    /// An environment variable holding the passphrase.
+    Env(String),
 }
 
 /// A PostgreSQL source (`kind = "postgres"`).
@@ -84,14 +107,16 @@ impl SourceSpec {
     pub fn describe(&self) -> String {
         match self {
             SourceSpec::Postgres(pg) => pg.url.conninfo(),
-            SourceSpec::Sqlite { path } | SourceSpec::Files { path } => path.display().to_string(),
+            SourceSpec::Sqlite { path, .. } | SourceSpec::Files { path } => {
+                path.display().to_string()
+            }
         }
     }
     /// The file or directory backed up (empty for a PostgreSQL source: see [`Self::describe`]).
     pub fn path(&self) -> &Path {
         match self {
             SourceSpec::Postgres(_) => Path::new(""),
-            SourceSpec::Sqlite { path } | SourceSpec::Files { path } => path,
+            SourceSpec::Sqlite { path, .. } | SourceSpec::Files { path } => path,
         }
     }
 }
@@ -242,6 +267,10 @@ struct SourceFile {
     url: Option<Spanned<String>>,
     mode: Option<Spanned<String>>,
     jobs: Option<Spanned<i64>>,
+    key_file: Option<Spanned<PathBuf>>,
+    key_env: Option<Spanned<String>>,
+    cipher_compat: Option<Spanned<i64>>,
+    restore_plaintext: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -902,6 +931,27 @@ impl Validator<'_> {
                 ));
             }
         }
+        if kind != "sqlite" {
+            let sqlcipher_only = [
+                ("key_file", raw.key_file.as_ref().map(Spanned::span)),
+                ("key_env", raw.key_env.as_ref().map(Spanned::span)),
+                (
+                    "cipher_compat",
+                    raw.cipher_compat.as_ref().map(Spanned::span),
+                ),
+                (
+                    "restore_plaintext",
+                    raw.restore_plaintext.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((key, Some(span))) = sqlcipher_only.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(self.err(
+                    span,
+                    &format!("source.{key}"),
+                    format!("`{key}` is for kind = \"sqlite\" sources (SQLCipher) only"),
+                ));
+            }
+        }
         let path = || match &raw.path {
             Some(p) => Ok(p.get_ref().clone()),
             None => Err(self.err(
@@ -911,7 +961,10 @@ impl Validator<'_> {
             )),
         };
         match kind {
-            "sqlite" => Ok(SourceSpec::Sqlite { path: path()? }),
+            "sqlite" => Ok(SourceSpec::Sqlite {
+                path: path()?,
+                cipher: self.sqlcipher(raw)?,
+            }),
             "files" => Ok(SourceSpec::Files { path: path()? }),
             "postgres" => {
                 if let Some(p) = &raw.path {
@@ -982,6 +1035,83 @@ impl Validator<'_> {
                 ),
             )),
         }
+    }
+
+    /// `[source]` of an SQLCipher database: `key_file` or `key_env`, optional
+    /// `cipher_compat` (1–4) and `restore_plaintext`. The key itself is read only when needed.
+    fn sqlcipher(&self, raw: &SourceFile) -> Result<Option<SqlCipher>> {
+        let key = match (&raw.key_file, &raw.key_env) {
+            (Some(_), Some(env)) => {
+                return Err(self.err(
+                    env.span(),
+                    "source.key_env",
+                    "give either key_file or key_env, not both",
+                ));
+            }
+            (Some(file), None) => {
+                if file.get_ref().as_os_str().is_empty() {
+                    return Err(self.err(
+                        file.span(),
+                        "source.key_file",
+                        "key_file must name the file holding the database key",
+                    ));
+                }
+                Some(DbKeySource::File(file.get_ref().clone()))
+            }
+            (None, Some(env)) => {
+                let name = env.get_ref();
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(self.err(
+                        env.span(),
+                        "source.key_env",
+                        "key_env names the environment variable holding the key (letters, digits and '_'), never the key itself",
+                    ));
+                }
+                Some(DbKeySource::Env(name.clone()))
+            }
+            (None, None) => None,
+        };
+        let compat = match &raw.cipher_compat {
+            None => None,
+            Some(c) if (1..=4).contains(c.get_ref()) => Some(*c.get_ref() as u8),
+            Some(c) => {
+                return Err(self.err(
+                    c.span(),
+                    "source.cipher_compat",
+                    "cipher_compat must be 1, 2, 3 or 4: the SQLCipher major version that wrote the database",
+                ));
+            }
+        };
+        let Some(key) = key else {
+            let stray = [
+                (
+                    "cipher_compat",
+                    raw.cipher_compat.as_ref().map(Spanned::span),
+                ),
+                (
+                    "restore_plaintext",
+                    raw.restore_plaintext.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((k, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(self.err(
+                    span,
+                    &format!("source.{k}"),
+                    format!("`{k}` is for SQLCipher databases: give key_file or key_env too"),
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(SqlCipher {
+            key,
+            compat,
+            restore_plaintext: raw.restore_plaintext.as_ref().is_some_and(|r| *r.get_ref()),
+        }))
     }
 
     /// `[drill] scratch_url`: for PostgreSQL logical policies only.
@@ -1243,6 +1373,73 @@ mod tests {
                 "{message}\n{text}"
             );
             assert!(!message.contains("pw@"), "{message}");
+        }
+    }
+
+    #[test]
+    fn sqlcipher_source_keys_validate() {
+        let with =
+            |keys: &str| policy("").replace("path = \"x.db\"", &format!("path = \"x.db\"\n{keys}"));
+        let p = parse(Path::new("p.toml"), &policy("")).unwrap();
+        assert!(matches!(p.source, SourceSpec::Sqlite { cipher: None, .. }));
+        let p = parse(
+            Path::new("p.toml"),
+            &with("key_file = \"db.key\"\ncipher_compat = 3\nrestore_plaintext = true"),
+        )
+        .unwrap();
+        let SourceSpec::Sqlite {
+            cipher: Some(c), ..
+        } = &p.source
+        else {
+            panic!("no SQLCipher settings: {:?}", p.source)
+        };
+        assert_eq!(c.key, DbKeySource::File(PathBuf::from("db.key")));
+        assert_eq!((c.compat, c.restore_plaintext), (Some(3), true));
+        let p = parse(Path::new("p.toml"), &with("key_env = \"SHOP_DB_KEY\"")).unwrap();
+        assert!(matches!(
+            &p.source,
+            SourceSpec::Sqlite { cipher: Some(SqlCipher { key: DbKeySource::Env(v), compat: None, restore_plaintext: false }), .. } if v == "SHOP_DB_KEY"
+        ));
+    }
+
+    #[test]
+    fn sqlcipher_source_errors_name_line_and_key() {
+        let with =
+            |keys: &str| policy("").replace("path = \"x.db\"", &format!("path = \"x.db\"\n{keys}"));
+        let cases = [
+            (
+                with("key_file = \"k\"\nkey_env = \"K\""),
+                8,
+                "source.key_env",
+            ),
+            (with("key_env = \"it's the key\""), 7, "source.key_env"),
+            (
+                with("key_file = \"k\"\ncipher_compat = 5"),
+                8,
+                "source.cipher_compat",
+            ),
+            (with("cipher_compat = 3"), 7, "source.cipher_compat"),
+            (
+                with("restore_plaintext = true"),
+                7,
+                "source.restore_plaintext",
+            ),
+            (with("key_file = \"\""), 7, "source.key_file"),
+            (
+                policy("")
+                    .replace("kind = \"sqlite\"", "kind = \"files\"")
+                    .replace("path = \"x.db\"", "path = \"x\"\nkey_file = \"k\""),
+                7,
+                "source.key_file",
+            ),
+        ];
+        for (text, want_line, want_key) in cases {
+            let (line, key, message) = policy_err(&text);
+            assert_eq!(
+                (line, key.as_str()),
+                (want_line, want_key),
+                "{message}\n{text}"
+            );
         }
     }
 

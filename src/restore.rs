@@ -76,6 +76,13 @@ pub fn restore(
     let payload = found.manifest.payload_for(ids)?;
     // Reading the private part first proves the identity fits before anything is written.
     let private = found.manifest.read_private(ids)?;
+    // So does reading an SQLCipher database key (it opens the restored copy).
+    if let SourceSpec::Sqlite {
+        cipher: Some(c), ..
+    } = &policy.source
+    {
+        drop(source::DbKey::load(&c.key)?);
+    }
     let store = &stores[found.stores[0]];
     let mut outcome = RestoreOutcome {
         policy: Some(policy.name.clone()),
@@ -206,10 +213,11 @@ pub(crate) fn check_restored(
 ) -> Result<PathBuf> {
     let what = format!("backup {}", private.backup_id);
     match source {
-        SourceSpec::Sqlite { .. } => {
+        SourceSpec::Sqlite { cipher, .. } => {
             let db = single_file(dir, &what)?;
             fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).at("cannot chmod", &db)?;
-            source::check_database(&db, &private.tables)?;
+            // SQLCipher: opened with the key; decrypted only with `restore_plaintext`.
+            source::check_restored_database(&db, &private.tables, cipher.as_ref())?;
             // Opening the database may leave -wal/-shm beside it; keep only the file.
             for suffix in ["-wal", "-shm"] {
                 let _ = fs::remove_file(format!("{}{suffix}", db.display()));

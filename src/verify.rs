@@ -178,15 +178,16 @@ fn checksums(stores: &[Box<dyn Store>], found: &Found) -> Result<()> {
 pub fn check_expectations(policy: &Policy, item: &std::path::Path) -> Result<()> {
     let exp = &policy.expectations;
     match &policy.source {
-        crate::policy::SourceSpec::Sqlite { .. } => {
+        crate::policy::SourceSpec::Sqlite { cipher, .. } => {
             if exp.tables.is_empty() && exp.min_rows.is_empty() {
                 return Ok(());
             }
-            let conn = rusqlite::Connection::open_with_flags(
+            // An SQLCipher database is opened with its key.
+            let conn = crate::source::open_restored(
                 item,
+                cipher.as_ref(),
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .map_err(|e| Error::Check(format!("restored database cannot be opened: {e}")))?;
+            )?;
             let counts = crate::source::table_counts(&conn)
                 .map_err(|e| Error::Check(format!("restored database cannot be read: {e}")))?;
             let rows = |t: &str| counts.iter().find(|c| c.name == t).map(|c| c.rows);

@@ -269,7 +269,7 @@ fn find(policy: &Policy, stores: &[Box<dyn Store>], file: &str) -> Result<(usize
         }
     }
     Err(Error::Check(format!(
-        "WAL file {file} is not in the archive of policy {}",
+        "WAL file {file} is not in the archive of policy {} (normal at the end of recovery)",
         policy.name
     )))
 }

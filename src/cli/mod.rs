@@ -151,14 +151,26 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The S3 client's stack logs connection churn (retried by lifeboat) at INFO; lifeboat
+    // reports failures itself, as one line, so only its errors get through.
+    let quiet = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::TRACE)
+        .with_target("aws", tracing::Level::ERROR)
+        .with_target("hyper", tracing::Level::ERROR)
+        .with_target("h2", tracing::Level::ERROR)
+        .with_target("rustls", tracing::Level::ERROR);
     if json {
         builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .finish()
+            .with(quiet)
             .init();
     } else {
-        builder.init();
+        builder.finish().with(quiet).init();
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod files;
 pub mod postgres;
+mod sqlcipher;
 mod sqlite;
 
 use std::path::Path;
@@ -12,7 +13,8 @@ use chrono::{DateTime, Utc};
 
 pub use files::check_tree;
 pub use postgres::PgUrl;
-pub use sqlite::{check_database, table_counts};
+pub use sqlcipher::DbKey;
+pub use sqlite::{check_database, check_restored_database, open_restored, table_counts};
 
 use crate::clock::Clock;
 use crate::error::Result;
@@ -47,12 +49,22 @@ impl Running {
     }
 }
 
+/// Checks, before anything is written, what can be checked of a source without reading it
+/// all: an SQLite database exists and an SQLCipher key opens it (a missing or wrong key is a
+/// configuration error).
+pub fn preflight(spec: &SourceSpec) -> Result<()> {
+    match spec {
+        SourceSpec::Sqlite { path, cipher } => sqlite::preflight(path, cipher.as_ref()),
+        _ => Ok(()),
+    }
+}
+
 /// Starts producing the tar stream of `spec` on its own thread. Any temporary plaintext
 /// (an SQLite snapshot) lives under `scratch` in a 0700 directory removed on every path.
 pub fn start(spec: &SourceSpec, scratch: &Path, clock: &Clock) -> Result<Running> {
     match spec {
-        SourceSpec::Sqlite { path } => {
-            let snap = sqlite::snapshot(path, scratch, clock)?;
+        SourceSpec::Sqlite { path, cipher } => {
+            let snap = sqlite::snapshot(path, cipher.as_ref(), scratch, clock)?;
             let captured_at = snap.captured_at;
             let (reader, handle) = pipe::spawn(move |w: &mut pipe::PipeWriter| snap.write_tar(w));
             Ok(Running {

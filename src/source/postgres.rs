@@ -1239,6 +1239,28 @@ impl Drop for TempServer {
     }
 }
 
+/// Fails unless `user` can enter `dir` (every directory on the way must let it through).
+fn check_reachable(dir: &Path, user: OsUser) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = absolute(dir)?;
+    for d in dir.ancestors() {
+        let m = fs::metadata(d).at("cannot stat", d)?;
+        let mode = m.mode();
+        let through = mode & 0o001 != 0
+            || (m.uid() == user.uid && mode & 0o100 != 0)
+            || (m.gid() == user.gid && mode & 0o010 != 0);
+        if !through {
+            return Err(Error::Config(format!(
+                "the drill's server runs as uid {}, which cannot enter {} (mode {:o}); set [drill] scratch to a directory it can reach",
+                user.uid,
+                d.display(),
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn free_loopback_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -1294,6 +1316,9 @@ fn drill_physical(
         .mode(0o700)
         .create(&base)
         .at("cannot create directory", &base)?;
+    if let Some(u) = user {
+        check_reachable(&base, u)?;
+    }
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-drill-")
         .tempdir_in(&base)

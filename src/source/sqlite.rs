@@ -1,5 +1,9 @@
 //! SQLite: a consistent snapshot taken with the online backup API in one step (a stepwise
 //! copy restarts on every concurrent write and may never finish), while writers go on.
+//!
+//! An SQLCipher database is snapshotted through SQLCipher itself, into a destination keyed
+//! the same (same key and settings): the snapshot, the archive and the restored file are
+//! encrypted like the source, and no plaintext copy is ever written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,9 +13,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, backup::StepResult};
 
 use super::Captured;
+use super::sqlcipher::{self, DbKey};
 use crate::clock::Clock;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::TableCount;
+use crate::policy::SqlCipher;
 
 /// A snapshot file in a private temporary directory (removed when dropped).
 pub(super) struct Snapshot {
@@ -25,13 +31,54 @@ pub(super) struct Snapshot {
 /// How long to wait for writers holding an exclusive lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(super) fn snapshot(path: &Path, scratch: &Path, clock: &Clock) -> Result<Snapshot> {
+/// Checks that the source can be snapshotted without writing anything: the database is
+/// there and, for SQLCipher, its key opens it (a wrong key is a configuration error).
+pub(super) fn preflight(path: &Path, cipher: Option<&SqlCipher>) -> Result<()> {
+    exists(path)?;
+    if cipher.is_none() && sqlcipher::is_encrypted(path) {
+        return Err(Error::Config(format!(
+            "SQLite database {} is not plain SQLite: if it is SQLCipher-encrypted, give the policy's [source] key_file or key_env",
+            path.display()
+        )));
+    }
+    if let Some(cipher) = cipher {
+        let key = DbKey::load(&cipher.key)?;
+        drop(sqlcipher::open(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE,
+            cipher,
+            &key,
+        )?);
+    }
+    Ok(())
+}
+
+fn exists(path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(Error::Config(format!(
             "SQLite database {} does not exist or is not a file",
             path.display()
         )));
     }
+    Ok(())
+}
+
+pub(super) fn snapshot(
+    path: &Path,
+    cipher: Option<&SqlCipher>,
+    scratch: &Path,
+    clock: &Clock,
+) -> Result<Snapshot> {
+    exists(path)?;
+    // The source is opened (and an SQLCipher key proven) before anything is created.
+    let key = cipher.map(|c| DbKey::load(&c.key)).transpose()?;
+    let src = match (cipher, &key) {
+        (Some(c), Some(k)) => sqlcipher::open(path, OpenFlags::SQLITE_OPEN_READ_WRITE, c, k)?,
+        _ => Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| open_error(path, e))?,
+    };
+    src.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -44,11 +91,11 @@ pub(super) fn snapshot(path: &Path, scratch: &Path, clock: &Clock) -> Result<Sna
         .at("cannot create snapshot directory in", scratch)?;
     let file = dir.path().join(&name);
 
-    let src = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| open_error(path, e))?;
-    src.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| open_error(path, e))?;
-    let mut dst = Connection::open(&file).map_err(|e| open_error(&file, e))?;
+    let mut dst = match (cipher, &key) {
+        (Some(c), Some(k)) => sqlcipher::create(&file, c, k)?,
+        _ => Connection::open(&file).map_err(|e| open_error(&file, e))?,
+    };
+    drop(key);
     let started = std::time::Instant::now();
     let captured_at;
     {
@@ -140,8 +187,73 @@ pub fn table_counts(conn: &Connection) -> rusqlite::Result<Vec<TableCount>> {
 /// Opens a restored database and checks `PRAGMA integrity_check` and that every table
 /// recorded at backup time is there with its row count.
 pub fn check_database(path: &Path, expected: &[TableCount]) -> Result<()> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| Error::Check(format!("restored database cannot be opened: {e}")))?;
+    check_restored_database(path, expected, None)
+}
+
+/// Checks a restored database as [`check_database`] does; an SQLCipher database (`cipher`)
+/// is opened with its key and passes `PRAGMA cipher_integrity_check` first. With
+/// `restore_plaintext` it is then decrypted in place and checked again as plain SQLite.
+pub fn check_restored_database(
+    path: &Path,
+    expected: &[TableCount],
+    cipher: Option<&SqlCipher>,
+) -> Result<()> {
+    let conn = open_restored(path, cipher, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    if let Some(c) = cipher
+        && sqlcipher::is_encrypted(path)
+    {
+        sqlcipher::integrity_check(&conn, c)?;
+    }
+    check_contents(&conn, expected)?;
+    drop(conn);
+    if let Some(c) = cipher
+        && c.restore_plaintext
+        && sqlcipher::is_encrypted(path)
+    {
+        let key = DbKey::load(&c.key)?;
+        sqlcipher::decrypt_in_place(path, c, &key)?;
+        let conn = open_restored(path, None, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        check_contents(&conn, expected)?;
+    }
+    Ok(())
+}
+
+/// Opens a restored database: an SQLCipher file with the policy's key and settings (a
+/// wrong key is a configuration error), a plain SQLite file as it is.
+pub fn open_restored(
+    path: &Path,
+    cipher: Option<&SqlCipher>,
+    flags: OpenFlags,
+) -> Result<Connection> {
+    if !sqlcipher::is_encrypted(path) {
+        return Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::Check(format!("restored database cannot be opened: {e}")));
+    }
+    let Some(c) = cipher else {
+        return Err(Error::Config(format!(
+            "restored database {} is not plain SQLite: if the source is SQLCipher-encrypted, give the policy's [source] key_file or key_env",
+            path.display()
+        )));
+    };
+    let key = DbKey::load(&c.key)?;
+    sqlcipher::open(path, flags, c, &key).map_err(|e| match e {
+        Error::Runtime(m) => Error::Check(format!("restored database cannot be opened: {m}")),
+        // Name the database, not the staging path it was checked in.
+        Error::Config(_) => Error::Config(format!(
+            "cannot open the restored database {}: wrong key or not a database (the policy's key{} does not open this backup)",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            if c.compat.is_none() {
+                ", without cipher_compat,"
+            } else {
+                " and cipher_compat"
+            }
+        )),
+        other => other,
+    })
+}
+
+/// `PRAGMA integrity_check`, then every table of `expected` with its row count.
+fn check_contents(conn: &Connection, expected: &[TableCount]) -> Result<()> {
     let verdict: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(|e| Error::Check(format!("restored database fails integrity_check: {e}")))?;
@@ -150,7 +262,7 @@ pub fn check_database(path: &Path, expected: &[TableCount]) -> Result<()> {
             "restored database fails integrity_check: {verdict}"
         )));
     }
-    let found = table_counts(&conn)
+    let found = table_counts(conn)
         .map_err(|e| Error::Check(format!("restored database cannot be read: {e}")))?;
     for t in expected {
         match found.iter().find(|f| f.name == t.name) {

@@ -157,6 +157,15 @@ impl RetryPolicy {
         }
     }
 
+    /// The policy for cleaning up after a failure (aborting an upload): at most a minute,
+    /// so a dead server does not hold the failing command much longer.
+    pub fn cleanup(&self) -> Self {
+        RetryPolicy {
+            budget: self.budget.min(Duration::from_secs(60)),
+            ..*self
+        }
+    }
+
     /// Starts the clock for one request.
     pub fn start(&self, what: impl Into<String>) -> Backoff {
         Backoff {

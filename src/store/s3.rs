@@ -36,7 +36,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
-    ServerSideEncryption, StorageClass,
+    ObjectLockRetention, ObjectLockRetentionMode, ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -149,6 +149,19 @@ pub struct S3Store {
     ctx: Arc<Ctx>,
 }
 
+/// Blocks SIGPIPE in the calling thread (the runtime's threads, which do the socket I/O):
+/// `main` restores its default action so `lifeboat list | head` ends quietly, but a peer
+/// closing a connection must be an error to retry, not the end of the process.
+fn ignore_sigpipe_here() {
+    // SAFETY: changes only the calling thread's signal mask, with a set built right here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn env_seconds(name: &str, default: f64) -> Duration {
     std::env::var(name)
         .ok()
@@ -164,6 +177,7 @@ impl S3Store {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lifeboat-s3")
+            .on_thread_start(ignore_sigpipe_here)
             .enable_all()
             .build()
             .map_err(|e| Error::Runtime(format!("cannot start the S3 client runtime: {e}")))?;
@@ -254,6 +268,8 @@ impl Store for S3Store {
             buf: Vec::new(),
             part_size,
             upload: None,
+            until: None,
+            stray_uploads: false,
             in_flight: VecDeque::new(),
             done: Vec::new(),
             next_part: 1,
@@ -543,13 +559,15 @@ impl Ctx {
         }
     }
 
-    /// Starts a multipart upload; returns its id.
+    /// Starts a multipart upload; returns its id, and whether an attempt got no answer (it
+    /// may have created another upload, to abort once this one is done).
     async fn create_upload(
         &self,
         name: &str,
         key: &str,
         until: Option<DateTime<Utc>>,
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
+        let mut unknown = false;
         let mut backoff = self.retry.start(format!(
             "cannot start uploading {name} to {}",
             self.describe()
@@ -564,16 +582,18 @@ impl Ctx {
             let req = with_object_options!(req, &self.spec, until);
             match req.send().await {
                 Ok(out) => match out.upload_id() {
-                    Some(id) => return Ok(id.to_string()),
+                    Some(id) => return Ok((id.to_string(), unknown)),
                     None => backoff.wait("no upload id in the answer").await?,
                 },
                 Err(e) => {
                     let why = retry::describe(&e);
                     match retry::classify(&e) {
                         Class::Final => return Err(backoff.fail(&why)),
-                        // An upload created without an answer is aborted with the others
-                        // of this key when this one ends.
-                        _ => backoff.wait(&why).await?,
+                        Class::Transient => backoff.wait(&why).await?,
+                        Class::Unknown => {
+                            unknown = true;
+                            backoff.wait(&why).await?;
+                        }
                     }
                 }
             }
@@ -635,8 +655,69 @@ impl Ctx {
         }
     }
 
-    /// Completes a multipart upload and checks the object (size and composite checksum).
+    /// Completes a multipart upload and checks the object (size and composite checksum);
+    /// then makes sure it carries its retention (`until`), which some servers do not carry
+    /// over from the upload's creation.
     async fn complete_upload(
+        &self,
+        name: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[Done],
+        size: u64,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        self.complete_only(name, key, upload_id, parts, size)
+            .await?;
+        match until {
+            Some(until) => self.ensure_retention(name, key, until).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the retention of `key` to `until` unless it is already locked that long.
+    async fn ensure_retention(&self, name: &str, key: &str, until: DateTime<Utc>) -> Result<()> {
+        let current = self
+            .head(name, key, None)
+            .await?
+            .and_then(|h| h.locked_until);
+        if current.is_some_and(|t| t + TimeDelta::minutes(1) >= until) {
+            return Ok(());
+        }
+        let retention = ObjectLockRetention::builder()
+            .mode(ObjectLockRetentionMode::from(
+                self.spec.object_lock_mode.as_str(),
+            ))
+            .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                until.timestamp(),
+            ))
+            .build();
+        let mut backoff = self
+            .retry
+            .start(format!("cannot lock {name} in {}", self.describe()));
+        loop {
+            let result = self
+                .client
+                .put_object_retention()
+                .bucket(&self.spec.bucket)
+                .key(key)
+                .retention(retention.clone())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let why = retry::describe(&e);
+                    match retry::classify(&e) {
+                        Class::Final => return Err(backoff.fail(&why)),
+                        _ => backoff.wait(&why).await?,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn complete_only(
         &self,
         name: &str,
         key: &str,
@@ -713,7 +794,7 @@ impl Ctx {
         if let Some(id) = upload_id {
             self.abort_one(name, key, id).await?;
         }
-        let mut backoff = self.retry.start(format!(
+        let mut backoff = self.retry.cleanup().start(format!(
             "cannot list unfinished uploads of {name} in {}",
             self.describe()
         ));
@@ -747,7 +828,7 @@ impl Ctx {
     }
 
     async fn abort_one(&self, name: &str, key: &str, upload_id: &str) -> Result<()> {
-        let mut backoff = self.retry.start(format!(
+        let mut backoff = self.retry.cleanup().start(format!(
             "cannot abort the upload of {name} to {}",
             self.describe()
         ));
@@ -1003,6 +1084,10 @@ struct S3Writer {
     part_size: usize,
     /// The multipart upload, once the object outgrew one part.
     upload: Option<String>,
+    /// The retention date its object gets (set when the upload starts).
+    until: Option<DateTime<Utc>>,
+    /// Starting the upload may have left another one behind (an attempt got no answer).
+    stray_uploads: bool,
     in_flight: VecDeque<JoinHandle<Result<Done>>>,
     done: Vec<Done>,
     next_part: i32,
@@ -1034,11 +1119,12 @@ impl S3Writer {
     /// Sends the filled buffer as the next part (starting the multipart upload first).
     fn ship_part(&mut self) -> Result<()> {
         if self.upload.is_none() {
-            let until = self.ctx.lock_until();
-            let id = self
+            self.until = self.ctx.lock_until();
+            let (id, stray) = self
                 .rt
-                .block_on(self.ctx.create_upload(&self.name, &self.key, until))?;
+                .block_on(self.ctx.create_upload(&self.name, &self.key, self.until))?;
             self.upload = Some(id);
+            self.stray_uploads = stray;
         }
         while self.in_flight.len() >= in_flight_for(self.part_size) {
             self.wait_oldest()?;
@@ -1083,10 +1169,16 @@ impl S3Writer {
         }
         self.done.sort_by_key(|d| d.number);
         let upload = self.upload.clone().expect("upload started");
-        self.rt.block_on(
-            self.ctx
-                .complete_upload(&self.name, &self.key, &upload, &self.done, self.size),
-        )
+        self.rt.block_on(self.ctx.complete_upload(
+            &self.name, &self.key, &upload, &self.done, self.size, self.until,
+        ))?;
+        if self.stray_uploads {
+            // Best effort: the object is complete whatever happens here.
+            let _ = self
+                .rt
+                .block_on(self.ctx.abort_uploads(&self.name, &self.key, None));
+        }
+        Ok(())
     }
 
     /// Stops every part in flight and aborts the upload (best effort, with retries).

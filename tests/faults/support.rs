@@ -283,23 +283,13 @@ pub fn noise(rng: &mut Rng, len: usize) -> Vec<u8> {
     v
 }
 
-/// Every regular file under `dir` (recursively, hidden names included) with its bytes.
-pub fn snapshot_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    if !dir.exists() {
-        return out;
-    }
-    for (rel, e) in read_tree(dir) {
-        if let Entry::File { bytes, .. } = e {
-            out.insert(rel, bytes);
-        }
-    }
-    out
-}
-
 /// Names in `dir` (empty when it does not exist).
 pub fn names(dir: &Path) -> Vec<String> {
-    if dir.exists() { dir_names(dir) } else { Vec::new() }
+    if dir.exists() {
+        dir_names(dir)
+    } else {
+        Vec::new()
+    }
 }
 
 /// Flips bit `bit` of the byte at `offset` in `path`.
@@ -363,7 +353,13 @@ impl SmallFs {
     pub fn mount(dir: &Path, size: &str) -> Result<SmallFs, String> {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .stdin(Stdio::null())
             .output()
@@ -434,15 +430,24 @@ pub fn wait_stopped(pid: u32, limit: Duration) -> bool {
     false
 }
 
-/// The pid of the first child process of `parent` (e.g. lifeboat under strace).
-pub fn child_of(parent: u32, limit: Duration) -> Option<u32> {
+/// The pid of the lifeboat process started by `parent` (e.g. strace, which also forks
+/// short-lived helpers of its own).
+pub fn lifeboat_child_of(parent: u32, limit: Duration) -> Option<u32> {
     let started = Instant::now();
     while started.elapsed() < limit {
         let path = format!("/proc/{parent}/task/{parent}/children");
-        if let Ok(text) = fs::read_to_string(path)
-            && let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok())
+        for pid in fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
         {
-            return Some(pid);
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lifeboat"))
+            {
+                return Some(pid);
+            }
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -495,15 +500,17 @@ impl Lib {
 
     /// What `lifeboat verify NAME [--id ID] --level LEVEL` would exit with: 0 when the
     /// backup verifies, 1 when a check fails, else the error's code.
-    pub fn verify(&self, id: Option<&str>, level: lifeboat::Level, ids: &lifeboat::Identities) -> u8 {
+    pub fn verify(
+        &self,
+        id: Option<&str>,
+        level: lifeboat::Level,
+        ids: &lifeboat::Identities,
+    ) -> u8 {
         use lifeboat::inventory;
         let run = || -> lifeboat::Result<bool> {
             let stores = inventory::open_stores(&self.policy)?;
-            let found = inventory::pick(
-                &self.policy,
-                inventory::backups(&self.policy, &stores)?,
-                id,
-            )?;
+            let found =
+                inventory::pick(&self.policy, inventory::backups(&self.policy, &stores)?, id)?;
             Ok(lifeboat::verify(&self.policy, &stores, &found, level, ids, &self.state)?.ok)
         };
         match run() {
@@ -515,7 +522,13 @@ impl Lib {
 
     /// What `lifeboat restore NAME [--id ID] --to TARGET` would exit with. On failure,
     /// asserts that nothing was written: no target, nothing beside it.
-    pub fn restore(&self, id: Option<&str>, ids: &lifeboat::Identities, target: &Path, case: &str) -> u8 {
+    pub fn restore(
+        &self,
+        id: Option<&str>,
+        ids: &lifeboat::Identities,
+        target: &Path,
+        case: &str,
+    ) -> u8 {
         let opts = lifeboat::RestoreOptions {
             target: target.to_path_buf(),
             force: false,

@@ -52,16 +52,19 @@ pub fn run() -> String {
         .write(&sb);
     let db = sb.path("src/ledger.db");
     drop(create_db(&db, 300, "TAMPER"));
-    let mut ledger = PolicySpec::new(&sb, "ledger", "sqlite", &db)
-        .openpgp_only(&key(OPENPGP_PUBLIC), "gzip");
+    let mut ledger =
+        PolicySpec::new(&sb, "ledger", "sqlite", &db).openpgp_only(&key(OPENPGP_PUBLIC), "gzip");
     ledger.store = sb.path("store-ledger");
     ledger.write(&sb);
     let wallet_id = sb.backup("wallet");
     let ledger_id = sb.backup("ledger");
 
-    let libs: BTreeMap<&str, Lib> = [("wallet", Lib::load(&sb, "wallet")), ("ledger", Lib::load(&sb, "ledger"))]
-        .into_iter()
-        .collect();
+    let libs: BTreeMap<&str, Lib> = [
+        ("wallet", Lib::load(&sb, "wallet")),
+        ("ledger", Lib::load(&sb, "ledger")),
+    ]
+    .into_iter()
+    .collect();
     let age = key(AGE_IDENTITY);
     let pgp = key(OPENPGP_SECRET);
     let object = |store: &Path, suffix: &str| store_object(store, suffix);
@@ -111,7 +114,12 @@ pub fn run() -> String {
         let lib = &libs[t.policy];
         for i in &t.identities {
             let ids = identities(std::slice::from_ref(i));
-            assert_eq!(lib.verify(Some(&t.id), Level::Full, &ids), 0, "{} before damage", t.what);
+            assert_eq!(
+                lib.verify(Some(&t.id), Level::Full, &ids),
+                0,
+                "{} before damage",
+                t.what
+            );
         }
     }
 
@@ -142,22 +150,42 @@ pub fn run() -> String {
             tally.full.add(c.1);
             tally.restore.add(c.2);
             if c.1 == 0 || c.2 == 0 {
-                let field = if is_manifest { field_at(&text, offset) } else { "payload".into() };
+                let field = if is_manifest {
+                    field_at(&text, offset)
+                } else {
+                    "payload".into()
+                };
                 *tally.missed.entry(field).or_default() += 1;
             }
             fs::write(&t.path, &original).unwrap();
         };
-        let n = if is_manifest { per_manifest } else { per_payload };
+        let n = if is_manifest {
+            per_manifest
+        } else {
+            per_payload
+        };
         for at in spread_positions(&mut rng, len, n) {
             let bit = rng.range(0, 8) as u32;
             flip_bit(&t.path, at, bit);
             let tally = if is_manifest { &mut mflips } else { &mut flips };
-            check(tally, format!("{}: bit {bit} of byte {at}/{len} flipped", t.what), at);
+            check(
+                tally,
+                format!("{}: bit {bit} of byte {at}/{len} flipped", t.what),
+                at,
+            );
         }
         for cut in spread_positions(&mut rng, len, truncations) {
             fs::write(&t.path, &original[..cut]).unwrap();
-            let tally = if is_manifest { &mut mother } else { &mut truncs };
-            check(tally, format!("{}: truncated to {cut}/{len} bytes", t.what), cut);
+            let tally = if is_manifest {
+                &mut mother
+            } else {
+                &mut truncs
+            };
+            check(
+                tally,
+                format!("{}: truncated to {cut}/{len} bytes", t.what),
+                cut,
+            );
         }
         let junk: Vec<Vec<u8>> = vec![
             vec![0],
@@ -170,19 +198,51 @@ pub fn run() -> String {
             let mut bytes = original.clone();
             bytes.extend_from_slice(&extra);
             fs::write(&t.path, &bytes).unwrap();
-            let tally = if is_manifest { &mut mother } else { &mut appends };
-            check(tally, format!("{}: {} bytes appended", t.what, extra.len()), len);
+            let tally = if is_manifest {
+                &mut mother
+            } else {
+                &mut appends
+            };
+            check(
+                tally,
+                format!("{}: {} bytes appended", t.what, extra.len()),
+                len,
+            );
         }
         for one in &ids {
-            assert_eq!(lib.verify(Some(&t.id), Level::Full, one), 0, "{} after undoing", t.what);
+            assert_eq!(
+                lib.verify(Some(&t.id), Level::Full, one),
+                0,
+                "{} after undoing",
+                t.what
+            );
         }
     }
 
     // Payload damage: every level catches every case, and restore says exit 1.
-    for (name, t) in [("bit flip", &flips), ("truncation", &truncs), ("append", &appends)] {
-        assert_eq!(Tally::caught_by(&t.checksum), t.cases, "payload {name}: checksum level missed some: {}", t.checksum);
-        assert_eq!(Tally::caught_by(&t.full), t.cases, "payload {name}: full level missed some: {}", t.full);
-        assert_eq!(t.restore.count(1), t.cases, "payload {name}: restore codes {}", t.restore);
+    for (name, t) in [
+        ("bit flip", &flips),
+        ("truncation", &truncs),
+        ("append", &appends),
+    ] {
+        assert_eq!(
+            Tally::caught_by(&t.checksum),
+            t.cases,
+            "payload {name}: checksum level missed some: {}",
+            t.checksum
+        );
+        assert_eq!(
+            Tally::caught_by(&t.full),
+            t.cases,
+            "payload {name}: full level missed some: {}",
+            t.full
+        );
+        assert_eq!(
+            t.restore.count(1),
+            t.cases,
+            "payload {name}: restore codes {}",
+            t.restore
+        );
     }
     // Manifest damage: the full level and restore catch every case except the fields that
     // neither the name nor the private manifest binds (see the report in README: created_at
@@ -203,7 +263,8 @@ pub fn run() -> String {
             t.restore
         );
     }
-    let missed_m: usize = mflips.missed.values().sum::<usize>() + mother.missed.values().sum::<usize>();
+    let missed_m: usize =
+        mflips.missed.values().sum::<usize>() + mother.missed.values().sum::<usize>();
     let missed_list: Vec<String> = mflips
         .missed
         .iter()
@@ -236,7 +297,11 @@ pub fn run() -> String {
         Tally::caught_by(&mflips.checksum) + Tally::caught_by(&mother.checksum),
         manifest_cases,
         missed_m,
-        if missed_list.is_empty() { "none".to_string() } else { missed_list.join(", ") },
+        if missed_list.is_empty() {
+            "none".to_string()
+        } else {
+            missed_list.join(", ")
+        },
         cli,
     ) + &format!(" [{payload_cases} payload + {manifest_cases} manifest cases]")
 }
@@ -267,7 +332,11 @@ fn check(lib: &Lib, id: &str, ids: &[Identities], target: &Path, case: &str) -> 
             let _ = fs::remove_dir_all(target);
             let _ = fs::remove_file(target);
         }
-        assert_eq!(f == 0, r == 0, "{case}: full verify exit {f} but restore exit {r}");
+        assert_eq!(
+            f == 0,
+            r == 0,
+            "{case}: full verify exit {f} but restore exit {r}"
+        );
         full = full.max(f);
         restore = restore.max(r);
     }
@@ -304,9 +373,18 @@ fn cli_cases(sb: &Sandbox, id: &str) -> String {
     let target = sb.path("restored-cli/wallet");
     let mut n = 0;
     let cases: Vec<(String, Box<dyn Fn()>)> = vec![
-        ("payload head".into(), Box::new(|| flip_bit(&payload, 20, 3))),
-        ("payload body".into(), Box::new(|| flip_bit(&payload, len / 2, 6))),
-        ("payload tail".into(), Box::new(|| flip_bit(&payload, len - 1, 0))),
+        (
+            "payload head".into(),
+            Box::new(|| flip_bit(&payload, 20, 3)),
+        ),
+        (
+            "payload body".into(),
+            Box::new(|| flip_bit(&payload, len / 2, 6)),
+        ),
+        (
+            "payload tail".into(),
+            Box::new(|| flip_bit(&payload, len - 1, 0)),
+        ),
         (
             "payload truncated".into(),
             Box::new(|| fs::write(&payload, &original[..len - 100]).unwrap()),
@@ -324,14 +402,36 @@ fn cli_cases(sb: &Sandbox, id: &str) -> String {
         damage();
         let out = lb(sb, &["verify", "wallet", "--level", "checksum"]);
         assert_exit(&out, 1, &format!("CLI {label}: verify --level checksum"));
-        let out = lb(sb, &["--identity", s(&key(AGE_IDENTITY)), "verify", "wallet", "--level", "full"]);
+        let out = lb(
+            sb,
+            &[
+                "--identity",
+                s(&key(AGE_IDENTITY)),
+                "verify",
+                "wallet",
+                "--level",
+                "full",
+            ],
+        );
         assert_exit(&out, 1, &format!("CLI {label}: verify --level full"));
-        let out = lb(sb, &["--identity", s(&key(AGE_IDENTITY)), "restore", "wallet", "--to", s(&target)]);
+        let out = lb(
+            sb,
+            &[
+                "--identity",
+                s(&key(AGE_IDENTITY)),
+                "restore",
+                "wallet",
+                "--to",
+                s(&target),
+            ],
+        );
         assert_one_line_error(&out, 1, &format!("CLI {label}: restore"));
         assert_nothing_written(&target, &format!("CLI {label}"));
         fs::write(&payload, &original).unwrap();
         fs::write(&manifest, &original_m).unwrap();
         n += 1;
     }
-    format!("{n}/{n} cases through the binary (verify checksum, verify full, restore: exit 1, one-line error)")
+    format!(
+        "{n}/{n} cases through the binary (verify checksum, verify full, restore: exit 1, one-line error)"
+    )
 }
