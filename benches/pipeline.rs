@@ -216,6 +216,13 @@ impl Rng {
         }
     }
 
+    fn base64(&mut self, out: &mut String, chars: usize) {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for _ in 0..chars {
+            out.push(ALPHABET[(self.u64() >> 58) as usize] as char);
+        }
+    }
+
     /// Between `lo` and `hi` words, common ones more often.
     fn words(&mut self, out: &mut String, lo: u64, hi: u64) {
         for i in 0..self.range(lo, hi) {
@@ -627,20 +634,24 @@ fn make_logs(root: &Path, target: u64, rng: &mut Rng) -> io::Result<()> {
                         "search",
                         "session"
                     ]),
-                    rng.skewed(200_000),
+                    rng.below(1_000_000),
                     rng.pick(&[
                         "200", "200", "200", "200", "201", "204", "304", "404", "500"
                     ]),
                     rng.range(120, 90_000),
-                    rng.skewed(900),
+                    rng.below(3000),
                     rng.below(100),
-                    rng.below(4),
+                    rng.below(256),
                     rng.below(256),
                     rng.below(256)
                 );
                 rng.hex(&mut line, 32);
                 line.push_str(" span=");
                 rng.hex(&mut line, 16);
+                line.push_str(" session=");
+                rng.hex(&mut line, 16);
+                line.push_str(" etag=");
+                rng.base64(&mut line, 14);
                 let _ = write!(line, " user={}", rng.below(10_000_000));
                 let _ = write!(
                     line,
@@ -1013,46 +1024,61 @@ impl Measured {
     }
 }
 
-fn measure(case: &Case, runs: usize, logs: &Path) -> Measured {
-    let mut m = Measured {
-        group: case.group,
-        tool: case.tool.clone(),
-        part: case.part.name.clone(),
-        op: case.op,
-        input_bytes: case.part.bytes,
-        samples: Vec::new(),
-        error: None,
-    };
-    warm(&case.warm);
-    for _ in 0..runs {
-        let run = (case.prepare)()
-            .and_then(|()| {
-                sync();
-                run_steps(&case.steps, logs)
-            })
-            .and_then(|s| (case.check)().map(|()| s));
-        match run {
-            Ok(s) => m.samples.push(s),
-            Err(e) => {
-                m.error = Some(e);
-                break;
+/// Measures every case `runs` times, round-robin (run 1 of every case, then run 2, ...), so
+/// that load from elsewhere on the machine weighs on every tool alike. A restore case runs
+/// right after its backup case, then its outputs are removed.
+fn measure_all(cases: &[Case], runs: usize, logs: &Path) -> Vec<Measured> {
+    let mut all: Vec<Measured> = cases
+        .iter()
+        .map(|case| Measured {
+            group: case.group,
+            tool: case.tool.clone(),
+            part: case.part.name.clone(),
+            op: case.op,
+            input_bytes: case.part.bytes,
+            samples: Vec::new(),
+            error: None,
+        })
+        .collect();
+    for run in 0..runs {
+        eprintln!("run {}/{runs}", run + 1);
+        for (case, m) in cases.iter().zip(all.iter_mut()) {
+            if m.error.is_some() {
+                continue;
+            }
+            if run == 0 {
+                warm(&case.warm);
+            }
+            let sample = (case.prepare)()
+                .and_then(|()| {
+                    sync();
+                    run_steps(&case.steps, logs)
+                })
+                .and_then(|s| (case.check)().map(|()| s));
+            match sample {
+                Ok(s) => {
+                    eprintln!(
+                        "  {:<7} {:<6} {:<24} {:>8.3}s  cpu {:>7.2}s  rss {:>6.1} MiB",
+                        m.op.name(),
+                        m.part,
+                        m.tool,
+                        s.secs,
+                        s.cpu,
+                        s.rss_kib as f64 / 1024.0
+                    );
+                    m.samples.push(s);
+                }
+                Err(e) => {
+                    eprintln!("  {} {} {}: FAILED: {e}", m.op.name(), m.part, m.tool);
+                    m.error = Some(e);
+                }
+            }
+            if case.op == Op::Restore {
+                remove(&case.cleanup);
             }
         }
     }
-    match &m.error {
-        None => eprintln!(
-            "  {:<7} {:<6} {:<26} {:>8.3}s {:>8.1} MB/s  cpu {:>7.2}s  rss {:>6.1} MiB",
-            m.op.name(),
-            m.part,
-            m.tool,
-            m.secs(),
-            m.mbps(),
-            m.cpu(),
-            m.rss_mib()
-        ),
-        Some(e) => eprintln!("  {} {} {}: FAILED: {e}", m.op.name(), m.part, m.tool),
-    }
-    m
+    all
 }
 
 /// Keys, tools and directories every case needs.
@@ -1843,17 +1869,26 @@ fn stages(env: &Env, corpus: &Corpus, runs: usize) -> (Vec<Stage>, Sizes) {
             Ok(sizes.tar)
         },
     ));
+    // What lifeboat's restore checks afterwards: PRAGMA integrity_check and the row counts
+    // of the database, and the sha256 of every restored file of the trees.
     out.push(time_stage(
-        "check restored",
-        "corpus in",
+        "check: SQLite integrity",
+        "shop.db in",
         runs,
         || {},
         || {
-            // What lifeboat's restore checks: PRAGMA integrity_check and row counts of the
-            // database, and the sha256 of every restored file of the trees.
             lifeboat::source::check_database(&unpacked.join("shop.db"), &[])
                 .map_err(io::Error::other)?;
-            let mut n = sizes.shop;
+            Ok(sizes.shop)
+        },
+    ));
+    out.push(time_stage(
+        "check: rehash files",
+        "trees in",
+        runs,
+        || {},
+        || {
+            let mut n = 0;
             for f in files.iter().filter(|f| !f.ends_with("shop.db")) {
                 let rel = f.strip_prefix(&corpus.root).expect("inside corpus");
                 n += lifeboat::hash::sha256_of(File::open(unpacked.join(rel))?)?.1;
@@ -1896,7 +1931,8 @@ fn path_models() -> Vec<PathModel> {
             (decompress, "tar", false),
             ("sha256", "tar", false),
             ("untar (write files)", "tar", false),
-            ("check restored", "whole", true),
+            ("check: SQLite integrity", "shop", true),
+            ("check: rehash files", "trees", true),
         ],
     };
     vec![
@@ -1928,6 +1964,7 @@ fn bounds(stages: &[Stage], sizes: Sizes, cores: f64) -> Vec<Bound> {
     let bytes = |which: &str| match which {
         "whole" => sizes.whole,
         "shop" => sizes.shop,
+        "trees" => sizes.whole - sizes.shop,
         "tar" => sizes.tar,
         "zst" => sizes.zst,
         "gz" => sizes.gz,
@@ -2633,11 +2670,7 @@ fn main() {
     if opts.wants("borg") && !missing.iter().any(|m| m == "borg") {
         borg_cases(&env, &corpus, &parts, &mut cases);
     }
-    let mut results = Vec::new();
-    for case in &cases {
-        results.push(measure(case, opts.runs, &logs));
-        remove(&case.cleanup);
-    }
+    let results = measure_all(&cases, opts.runs, &logs);
 
     let (stage_list, sizes) = if opts.wants("stages") {
         eprintln!("stages alone:");
@@ -2736,14 +2769,7 @@ fn corpus_for_rss(opts: &Opts, env: &Env, logs: &Path) -> (f64, Vec<Measured>) {
     };
     let mut cases = Vec::new();
     lifeboat_cases(&rss_env, &other, &whole, &mut cases);
-    let ms = cases
-        .iter()
-        .map(|c| {
-            let m = measure(c, 1, logs);
-            remove(&c.cleanup);
-            m
-        })
-        .collect();
+    let ms = measure_all(&cases, 1, logs);
     let _ = fs::remove_dir_all(&rss_env.work);
     (opts.rss_size, ms)
 }

@@ -407,7 +407,10 @@ fn stream(
         .writer(Tee(encryptors))
         .map_err(write_err)?;
     let mut archive = HashWriter::new(compressor);
-    io::copy(source, &mut archive).map_err(write_err)?;
+    // Large writes: io::copy alone would feed zstd 8 KiB at a time, ~20% slower than the
+    // pipe's 256 KiB chunks (benches/pipeline.rs).
+    let mut source = io::BufReader::with_capacity(256 * 1024, source);
+    io::copy(&mut source, &mut archive).map_err(write_err)?;
     let (compressor, sha256, size) = archive.finish();
     let tee = compressor.finish().map_err(write_err)?;
     for enc in tee.0 {

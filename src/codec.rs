@@ -13,6 +13,15 @@ use sequoia_openpgp as openpgp;
 use crate::error::{Error, Result};
 use crate::keys::{Identities, OPENPGP_POLICY, Recipients, encryption_keys};
 
+/// Size of a multithreaded zstd job (see [`Compression::writer`]).
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
+/// How much plaintext sequoia's decryptor holds back (its default is 25 MiB, buffered at
+/// every layer of the message: ~150-200 MB of RSS). Lifeboat never trusts plaintext before
+/// the whole stream is authenticated and hashed (it goes to staging), so a small window
+/// loses nothing.
+const OPENPGP_BUFFER: usize = 256 * 1024;
+
 /// Compression codec and level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -62,6 +71,10 @@ impl Compression {
                 let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
                 if workers > 1 {
                     enc.multithread(workers as u32)?;
+                    // 2 MiB jobs instead of zstd's default (4x the window, 8 MiB at level
+                    // 3): its buffers drop from ~55 MB to ~12 MB, so a backup stays under
+                    // 64 MiB RSS, at the same ratio and no less speed (benches/pipeline.rs).
+                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 }
                 CompressWriter::Zstd(enc)
             }
@@ -348,10 +361,18 @@ pub fn decrypt_reader<'a, R: Read + Send + Sync + 'a>(
             let helper = PgpHelper {
                 certs: ids.openpgp.clone(),
             };
-            let builder = DecryptorBuilder::from_reader(r)
-                .map_err(|e| DecryptFailure::Damaged(e.to_string()))?;
-            match builder.with_policy(&OPENPGP_POLICY, None, helper) {
-                Ok(d) => Ok(Box::new(PgpReader(d))),
+            let decryptor = guard_openpgp(move || {
+                DecryptorBuilder::from_reader(r).and_then(|b| {
+                    b.buffer_size(OPENPGP_BUFFER)
+                        .with_policy(&OPENPGP_POLICY, None, helper)
+                })
+            })
+            .map_err(DecryptFailure::Damaged)?;
+            match decryptor {
+                Ok(d) => Ok(Box::new(PgpReader {
+                    inner: d,
+                    broken: false,
+                })),
                 Err(e) => {
                     let text = e.to_string();
                     if text.contains("no key to decrypt") || text.contains("No key to decrypt") {
@@ -369,12 +390,51 @@ pub fn decrypt_reader<'a, R: Read + Send + Sync + 'a>(
 }
 
 /// sequoia's decryptor as a plain reader.
-struct PgpReader<'a>(openpgp::parse::stream::Decryptor<'a, PgpHelper>);
+struct PgpReader<'a> {
+    inner: openpgp::parse::stream::Decryptor<'a, PgpHelper>,
+    /// The parser panicked: its state is unknown, every later read fails.
+    broken: bool,
+}
 
 impl Read for PgpReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        if self.broken {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, PARSER_GAVE_UP));
+        }
+        let inner = &mut self.inner;
+        guard_openpgp(move || inner.read(buf)).unwrap_or_else(|m| {
+            self.broken = true;
+            Err(io::Error::new(io::ErrorKind::InvalidData, m))
+        })
     }
+}
+
+const PARSER_GAVE_UP: &str = "malformed OpenPGP message (the parser gave up on it)";
+
+std::thread_local! {
+    /// How many [`guard_openpgp`] calls this thread is inside (their panics are not printed).
+    static QUIET_PANICS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs sequoia's parsing of untrusted input, turning a panic into an error. sequoia-openpgp
+/// 2.4 panics on some malformed messages (one cut a few bytes into its encrypted container
+/// hits `data_consume_hard(..).unwrap()` in `parse.rs`); a damaged backup must be reported
+/// as damaged (exit 1), never crash lifeboat. The panic message is kept off stderr; panics
+/// anywhere else still print through the previous hook. (Needs `panic = "unwind"`.)
+fn guard_openpgp<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET_PANICS.with(|q| q.get()) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|q| q.set(q.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(q.get() - 1));
+    result.map_err(|_| PARSER_GAVE_UP.to_string())
 }
 
 struct PgpHelper {

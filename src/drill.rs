@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, KeyProof};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::inventory;
+use crate::inventory::{self, Found};
 use crate::keys::Identities;
+use crate::manifest::Private;
 use crate::policy::{PgMode, PgSource, Policy, SourceSpec};
 use crate::restore::{Staging, check_restored, unpack_payload};
 use crate::state::StateDir;
+use crate::store::Store;
 use crate::verify::{check_expectations, full_check};
 
 /// One measured objective.
@@ -178,23 +180,13 @@ fn run(
     let mut stopwatch = Stopwatch { start, last: start };
     let scratch = scratch_dir(policy, state)?;
 
-    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
-    let found = inventory::pick(
-        policy,
-        inventory::backups(policy, &stores)?,
-        opts.id.as_deref(),
-    )?;
-    let m = &found.manifest;
-    result.backup_id = Some(m.backup_id.to_string());
-    result.captured_at = Some(m.captured_at);
-    let rpo = (result.started_at - m.captured_at)
-        .num_milliseconds()
-        .max(0) as f64
-        / 1000.0;
-    result.rpo = Objective::new(policy.objectives.rpo, Some(rpo));
-    let payload = m.payload_for(ids)?;
-    result.bytes.stored = payload.size;
-    let private = m.read_private(ids)?;
+    let Located {
+        stores,
+        found,
+        private,
+    } = locate(policy, ids, opts, result, |_, found| {
+        Ok(found.manifest.captured_at)
+    })?;
     let staging = Staging::inside(&scratch, "drill")?;
     result.phases.push(stopwatch.lap("fetch"));
 
@@ -214,9 +206,7 @@ fn run(
     check_expectations(policy, &item)?;
     result.phases.push(stopwatch.lap("expectations"));
 
-    let rto = stopwatch.total();
-    result.rto = Objective::new(policy.objectives.rto, Some(rto));
-    result.passed = result.rto.passed && result.rpo.passed;
+    stopwatch.conclude(policy, result);
     if opts.keep {
         result.kept_at = Some(staging.keep());
     }
@@ -243,21 +233,13 @@ fn run_postgres(
         PgMode::Logical => scratch_dir(policy, state)?,
         PgMode::Physical => state.scratch(),
     };
-    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
-    let found = inventory::pick(
-        policy,
-        inventory::backups(policy, &stores)?,
-        opts.id.as_deref(),
-    )?;
-    let m = &found.manifest;
-    result.backup_id = Some(m.backup_id.to_string());
-    result.captured_at = Some(m.captured_at);
-    let reference = crate::source::postgres::rpo_reference(policy, pg, &stores, &found)?;
-    let rpo = (result.started_at - reference).num_milliseconds().max(0) as f64 / 1000.0;
-    result.rpo = Objective::new(policy.objectives.rpo, Some(rpo));
-    let payload = m.payload_for(ids)?;
-    result.bytes.stored = payload.size;
-    let private = m.read_private(ids)?;
+    let Located {
+        stores,
+        found,
+        private,
+    } = locate(policy, ids, opts, result, |stores, found| {
+        crate::source::postgres::rpo_reference(policy, pg, stores, found)
+    })?;
     let mut phases = Vec::new();
     let outcome = crate::source::postgres::drill(
         policy,
@@ -274,11 +256,46 @@ fn run_postgres(
     result.phases.extend(phases);
     let outcome = outcome?;
     result.bytes.restored = outcome.restored;
-    let rto = stopwatch.total();
-    result.rto = Objective::new(policy.objectives.rto, Some(rto));
-    result.passed = result.rto.passed && result.rpo.passed;
+    stopwatch.conclude(policy, result);
     result.kept_at = outcome.kept_at;
     Ok(())
+}
+
+/// The backup a drill restores, with what it needs to read it.
+struct Located {
+    stores: Vec<Box<dyn Store>>,
+    found: Found,
+    private: Private,
+}
+
+/// Finds the backup to drill (the newest, or `--id`) in the selected stores, records it in
+/// `result` with the RPO measured from `rpo_from`, and reads its private manifest.
+fn locate(
+    policy: &Policy,
+    ids: &Identities,
+    opts: &DrillOptions,
+    result: &mut DrillResult,
+    rpo_from: impl FnOnce(&[Box<dyn Store>], &Found) -> Result<DateTime<Utc>>,
+) -> Result<Located> {
+    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
+    let found = inventory::pick(
+        policy,
+        inventory::backups(policy, &stores)?,
+        opts.id.as_deref(),
+    )?;
+    let m = &found.manifest;
+    result.backup_id = Some(m.backup_id.to_string());
+    result.captured_at = Some(m.captured_at);
+    let reference = rpo_from(&stores, &found)?;
+    let rpo = (result.started_at - reference).num_milliseconds().max(0) as f64 / 1000.0;
+    result.rpo = Objective::new(policy.objectives.rpo, Some(rpo));
+    result.bytes.stored = m.payload_for(ids)?.size;
+    let private = m.read_private(ids)?;
+    Ok(Located {
+        stores,
+        found,
+        private,
+    })
 }
 
 /// Where a drill restores: the policy's `[drill] scratch`, or the state's scratch space;
@@ -349,6 +366,12 @@ impl Stopwatch {
 
     fn total(&self) -> f64 {
         (self.last - self.start).as_secs_f64()
+    }
+
+    /// Records the measured RTO (start to the last lap) and the verdict.
+    fn conclude(&self, policy: &Policy, result: &mut DrillResult) {
+        result.rto = Objective::new(policy.objectives.rto, Some(self.total()));
+        result.passed = result.rto.passed && result.rpo.passed;
     }
 }
 

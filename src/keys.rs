@@ -133,7 +133,16 @@ impl Identities {
     pub fn load(paths: &[PathBuf]) -> Result<Self> {
         let mut ids = Identities::default();
         for path in paths {
-            let bytes = fs::read(path).at("cannot read identity file", path)?;
+            let bytes = match fs::read(path) {
+                // A key that is not there is a usage error (exit 2), like a wrong one.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::Config(format!(
+                        "identity file {} does not exist",
+                        path.display()
+                    )));
+                }
+                other => other.at("cannot read identity file", path)?,
+            };
             if bytes.windows(15).any(|w| w == b"AGE-SECRET-KEY-") {
                 let file = age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| {
                     Error::Config(format!(

@@ -354,20 +354,28 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Policy>> {
     for file in files {
         let policy = load_file(&file)?;
         if let Some(other) = names.insert(policy.name.clone(), file.clone()) {
-            return Err(Error::Config(format!(
-                "{}: name: policy name {:?} is already used by {}",
-                file.display(),
-                policy.name,
-                other.display()
-            )));
+            return Err(Error::Policy {
+                line: top_level_line(&file, "name"),
+                file,
+                key: "name".into(),
+                message: format!(
+                    "policy name {:?} is already used by {}",
+                    policy.name,
+                    other.display()
+                ),
+            });
         }
         if let Some(other) = ids.insert(policy.id, file.clone()) {
-            return Err(Error::Config(format!(
-                "{}: id: policy id {} is already used by {}",
-                file.display(),
-                policy.id,
-                other.display()
-            )));
+            return Err(Error::Policy {
+                line: top_level_line(&file, "id"),
+                file,
+                key: "id".into(),
+                message: format!(
+                    "policy id {} is already used by {}",
+                    policy.id,
+                    other.display()
+                ),
+            });
         }
         policies.push(policy);
     }
@@ -405,8 +413,30 @@ pub fn select(dir: &Path, names: &[String], all: bool) -> Result<Vec<Policy>> {
 
 /// Loads and validates one policy file.
 pub fn load_file(file: &Path) -> Result<Policy> {
-    let text = std::fs::read_to_string(file).at("cannot read policy", file)?;
+    let bytes = std::fs::read(file).at("cannot read policy", file)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        Error::Policy {
+            file: file.to_path_buf(),
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+            key: "(document)".into(),
+            message: "not UTF-8 text".into(),
+        }
+    })?;
     parse(file, &text)
+}
+
+/// The line of the top-level `key = …` of a policy file (1 when it cannot be found).
+fn top_level_line(file: &Path, key: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
 }
 
 /// Parses and validates policy text; `file` is used in error messages only.
@@ -1142,37 +1172,70 @@ impl Validator<'_> {
 
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    text[..char_floor(text, offset)].matches('\n').count() + 1
+}
+
+/// `offset` clamped to `text` and moved back to a character boundary.
+fn char_floor(text: &str, offset: usize) -> usize {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The dotted key a parse error is about: the field serde names, or the key written on the
-/// error's line, prefixed by the enclosing `[table]`.
+/// error's line, prefixed by the enclosing `[table]` (the error's own line when it is a
+/// table header, e.g. `[store]` where `[[store]]` belongs, or a table given twice).
 fn key_for_error(text: &str, span: Range<usize>, message: &str) -> String {
-    let start = span.start.min(text.len());
-    let table = text[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let start = char_floor(text, span.start);
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("").trim();
+    // `[name]`, `[[name]]`, or `[name` left unclosed: `name`.
+    let header = |l: &str| {
+        l.trim_start_matches('[')
+            .split(']')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
     let named = message
         .split('`')
         .nth(1)
         .filter(|_| message.contains("field `"))
         .map(str::to_string);
+    if span.is_empty() && span.start == 0 {
+        // No position (a missing top-level key, a limit of the parser): the document.
+        return named.unwrap_or_else(|| "(document)".into());
+    }
+    if line.starts_with('[') {
+        let table = header(line);
+        return match named {
+            Some(k) if message.contains("missing field") && !table.is_empty() => {
+                format!("{table}.{k}")
+            }
+            Some(k) if table.is_empty() => k,
+            _ if !table.is_empty() => table,
+            _ => "(document)".into(),
+        };
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(header)
+        .filter(|t| !t.is_empty());
     let key = named.or_else(|| {
         line.split_once('=')
             .map(|(k, _)| k.trim().trim_matches('"').to_string())
             .filter(|k| !k.is_empty())
     });
     match (table, key) {
-        (Some(t), Some(k)) if !line.starts_with('[') || message.contains("missing field") => {
-            format!("{t}.{k}")
-        }
+        (Some(t), Some(k)) => format!("{t}.{k}"),
         (Some(t), None) => t,
-        (_, Some(k)) => k,
+        (None, Some(k)) => k,
         (None, None) => "(document)".into(),
     }
 }

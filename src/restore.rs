@@ -254,7 +254,26 @@ fn single_file(dir: &Path, what: &str) -> Result<PathBuf> {
 /// symlinks and any path that would land outside `dir`. Directory modes are applied last,
 /// so a read-only directory does not stop its own contents from being restored.
 pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()> {
-    let bad = |e: std::io::Error| Error::Check(format!("{what} is not a valid archive: {e}"));
+    let bad = |e: std::io::Error| {
+        Error::Check(format!(
+            "{what} is not a valid archive: {}",
+            with_causes(&e)
+        ))
+    };
+    // Writing the restored files failed (disk full, permissions): not a damaged archive.
+    let write_failed = |e: std::io::Error| {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            StorageFull | QuotaExceeded | FileTooLarge | ReadOnlyFilesystem | PermissionDenied => {
+                Error::Runtime(format!(
+                    "cannot write the restored data into {}: {}",
+                    dir.display(),
+                    with_causes(&e)
+                ))
+            }
+            _ => bad(e),
+        }
+    };
     let mut archive = tar::Archive::new(r);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -277,7 +296,7 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
         }
         let mode = entry.header().mode().map_err(bad)? & 0o7777;
         let mtime = entry.header().mtime().unwrap_or(0);
-        if !entry.unpack_in(dir).map_err(bad)? {
+        if !entry.unpack_in(dir).map_err(write_failed)? {
             return Err(Error::Check(format!(
                 "{what}: entry {} points outside the restore target; refused",
                 path.display()
@@ -300,6 +319,21 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// An error with its causes (the tar reader wraps the OS error, e.g. "No space left on
+/// device", in a message of its own).
+fn with_causes(e: &std::io::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text = format!("{text}: {c_text}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Fails unless `target` may be written: absent, an empty directory, or `force`.
@@ -337,8 +371,13 @@ impl Staging {
             .mode(0o700)
             .create(&parent)
             .at("cannot create directory", &parent)?;
+        // Staging directories of restores killed before they could clean up (their
+        // process is gone) hold partial new data or, after the swap, the replaced data.
+        let prefix = format!(".{name}.lifeboat-staging-");
+        crate::state::sweep_dead(&parent, &prefix);
         let path = parent.join(format!(
-            ".{name}.lifeboat-staging-{}",
+            "{prefix}{}-{}",
+            std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
         fs::DirBuilder::new()
@@ -359,9 +398,21 @@ impl Staging {
         &self.path
     }
 
-    /// Keeps the directory (for `drill --keep`) and returns its path.
+    /// Keeps the directory (for `drill --keep`) under a name that is no longer a staging
+    /// name, so that no later sweep of dead staging directories takes it, and returns it.
     pub(crate) fn keep(self) -> PathBuf {
-        let path = self.path.clone();
+        let kept = self.path.with_file_name(format!(
+            "kept-{}",
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit('-').next())
+                .unwrap_or("copy")
+        ));
+        let path = match fs::rename(&self.path, &kept) {
+            Ok(()) => kept,
+            Err(_) => self.path.clone(),
+        };
         std::mem::forget(self);
         path
     }
@@ -391,40 +442,42 @@ fn split(target: &Path) -> Result<(PathBuf, String)> {
     Ok((parent, name))
 }
 
-/// Moves `item` to `target`. An existing target (and an SQLite database's `-wal`, `-shm`
-/// and `-journal` files, which belong to the old data) is first moved aside, and restored
-/// if the final rename fails; it is removed only after the new copy is in place.
+/// Moves `item` to `target`. An existing target is swapped with `item` in one atomic step
+/// (`renameat2` with `RENAME_EXCHANGE`), so that even a `kill -9` leaves the old data or the
+/// new at `target`, never neither; the old data, now at `item`, goes with the staging
+/// directory. An SQLite database's `-wal`, `-shm` and `-journal` files belong to the old
+/// data: they are moved aside first (back if the swap fails) and removed after it. Where
+/// the filesystem cannot exchange, the old target is moved aside and renamed back on
+/// failure.
 pub(crate) fn promote(item: &Path, target: &Path) -> Result<()> {
     let (parent, name) = split(target)?;
+    let prefix = format!(".{name}.lifeboat-old-");
     let old = parent.join(format!(
-        ".{name}.lifeboat-old-{}",
+        "{prefix}{}-{}",
+        std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
     let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let candidates = [
-        target.to_path_buf(),
-        PathBuf::from(format!("{}-wal", target.display())),
-        PathBuf::from(format!("{}-shm", target.display())),
-        PathBuf::from(format!("{}-journal", target.display())),
-    ];
-    for c in candidates {
-        if fs::symlink_metadata(&c).is_ok() {
-            if moved.is_empty() {
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&old)
-                    .at("cannot create", &old)?;
-            }
-            let aside = old.join(c.file_name().expect("has a name"));
-            if let Err(e) = fs::rename(&c, &aside) {
-                undo(&moved);
-                let _ = fs::remove_dir(&old);
-                return Err(Error::io("cannot move aside", &c, e));
-            }
-            moved.push((c, aside));
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let side = PathBuf::from(format!("{}{suffix}", target.display()));
+        if fs::symlink_metadata(&side).is_ok() {
+            move_aside(&side, &old, &mut moved)?;
         }
     }
-    if let Err(e) = fs::rename(item, target) {
+    let swapped = fs::symlink_metadata(target).is_ok()
+        && match exchange(item, target) {
+            Ok(true) => true,
+            Ok(false) => {
+                move_aside(target, &old, &mut moved)?;
+                false
+            }
+            Err(e) => {
+                undo(&moved);
+                let _ = fs::remove_dir(&old);
+                return Err(Error::io("cannot swap restored data into", target, e));
+            }
+        };
+    if !swapped && let Err(e) = fs::rename(item, target) {
         undo(&moved);
         let _ = fs::remove_dir(&old);
         return Err(Error::io("cannot move restored data into", target, e));
@@ -433,7 +486,53 @@ pub(crate) fn promote(item: &Path, target: &Path) -> Result<()> {
     if !moved.is_empty() {
         fs::remove_dir_all(&old).at("cannot remove the replaced data at", &old)?;
     }
+    // Side files a killed restore moved aside are only removed once new data is in place.
+    crate::state::sweep_dead(&parent, &prefix);
     Ok(())
+}
+
+/// Moves `path` into the directory `old` (created 0700 by the first move), recording it in
+/// `moved`; on failure puts back everything moved so far.
+fn move_aside(path: &Path, old: &Path, moved: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+    if moved.is_empty() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(old)
+            .at("cannot create", old)?;
+    }
+    let aside = old.join(path.file_name().expect("has a name"));
+    if let Err(e) = fs::rename(path, &aside) {
+        undo(moved);
+        let _ = fs::remove_dir(old);
+        return Err(Error::io("cannot move aside", path, e));
+    }
+    moved.push((path.to_path_buf(), aside));
+    Ok(())
+}
+
+/// Swaps `a` and `b` atomically; `Ok(false)` when the filesystem cannot.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths, relative paths resolve from the cwd.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 fn undo(moved: &[(PathBuf, PathBuf)]) {

@@ -76,6 +76,41 @@ pub struct PolicyLock {
     _file: File,
 }
 
+/// Removes the entries of `dir` named `<prefix><pid>-…` whose process is gone: what a run
+/// killed with SIGKILL left there (staging copies of a restore, SQLite snapshots). Entries
+/// of live processes, and names without a pid, are left alone.
+pub(crate) fn sweep_dead(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || pid_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+    }
+}
+
+/// Whether a process `pid` exists (signal 0 checks without sending anything).
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 has no effect beyond the existence and permission check.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// Creates `dir` and any missing parents with mode 0700; an existing directory is checked
 /// to be private.
 pub fn create_private_dir(dir: &Path) -> Result<()> {

@@ -514,6 +514,23 @@ fn disaster_recovery_from_the_bucket_alone() {
         &s3.get("dr-offsite", &payload),
         b"DR-MARKER"
     ));
+    let head = s3
+        .block(
+            s3.client
+                .head_object()
+                .bucket("dr-offsite")
+                .key(&payload)
+                .send(),
+        )
+        .expect("head payload");
+    assert_eq!(
+        head.storage_class().map(|c| c.as_str()),
+        Some("STANDARD_IA")
+    );
+    assert_eq!(
+        head.server_side_encryption().map(|c| c.as_str()),
+        Some("AES256")
+    );
 
     // The off-site copy alone restores, on the original machine.
     let out = run(

@@ -116,7 +116,7 @@ pub(super) fn write_tar(root: &Path, w: &mut dyn Write) -> Result<Captured> {
                 target: None,
             });
         } else {
-            let (sha256, size) = append_file(&mut builder, &path, &rel, header, &mut pax)?;
+            let (sha256, size) = append_file(&mut builder, &path, &rel, &meta, header, &mut pax)?;
             files.push(FileEntry {
                 path: rel,
                 kind: "file".into(),
@@ -136,16 +136,36 @@ pub(super) fn write_tar(root: &Path, w: &mut dyn Write) -> Result<Captured> {
     })
 }
 
-/// Appends one regular file, failing if it changes (size, mtime, inode) while being read.
+/// Appends one regular file, failing if it changes (size, mtime, ctime, inode) while being
+/// read, or is no longer the regular file the walk saw (`walked`) when it is opened.
 fn append_file(
     builder: &mut tar::Builder<&mut dyn Write>,
     path: &Path,
     rel: &str,
+    walked: &fs::Metadata,
     mut header: tar::Header,
     pax: &mut Vec<(&str, Vec<u8>)>,
 ) -> Result<(String, u64)> {
-    let file = fs::File::open(path).at("cannot open", path)?;
+    let changed_error = || {
+        Error::Runtime(format!(
+            "{} changed while it was being read; run the backup again",
+            path.display()
+        ))
+    };
+    // Not following a symlink, nor waiting for a writer on a fifo, put there since the walk.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => changed_error(),
+            _ => Error::io("cannot open", path, e),
+        })?;
     let before = file.metadata().at("cannot stat", path)?;
+    if !before.is_file() || before.ino() != walked.ino() {
+        return Err(changed_error());
+    }
     header.set_entry_type(tar::EntryType::Regular);
     header.set_size(before.len());
     set_name(&mut header, rel, pax);
@@ -160,12 +180,12 @@ fn append_file(
                 || a.ino() != before.ino()
                 || a.mtime() != before.mtime()
                 || a.mtime_nsec() != before.mtime_nsec()
+                // A writer can put the mtime back; nobody can set the ctime.
+                || a.ctime() != before.ctime()
+                || a.ctime_nsec() != before.ctime_nsec()
         });
     if changed {
-        return Err(Error::Runtime(format!(
-            "{} changed while it was being read; run the backup again",
-            path.display()
-        )));
+        return Err(changed_error());
     }
     Ok((sha256, read))
 }

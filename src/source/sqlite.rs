@@ -85,8 +85,10 @@ pub(super) fn snapshot(
         .unwrap_or("database.sqlite")
         .to_string();
     crate::state::create_private_dir(scratch)?;
+    // Plaintext snapshots of backups killed before they could remove them.
+    crate::state::sweep_dead(scratch, "snapshot-");
     let dir = tempfile::Builder::new()
-        .prefix("snapshot-")
+        .prefix(&format!("snapshot-{}-", std::process::id()))
         .tempdir_in(scratch)
         .at("cannot create snapshot directory in", scratch)?;
     let file = dir.path().join(&name);

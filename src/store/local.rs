@@ -12,6 +12,11 @@ use crate::error::{Error, IoContext, Result};
 /// Prefix of in-progress objects; never listed.
 const TEMP_PREFIX: &str = ".tmp.";
 
+/// A temporary untouched for this long was left by a writer that crashed; the next write
+/// to the store removes it. (Writers on other hosts may share the store, so the age of the
+/// file decides, not whether a process is alive.)
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub struct LocalStore {
     dir: PathBuf,
 }
@@ -19,6 +24,29 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn new(dir: PathBuf) -> Self {
         LocalStore { dir }
+    }
+
+    /// Removes temporaries older than [`STALE_TEMP`]; failures are left for the next time.
+    fn sweep_stale_temps(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let stale = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_TEMP);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
@@ -41,6 +69,7 @@ impl Store for LocalStore {
             .mode(0o700)
             .create(&self.dir)
             .at("cannot create store directory", &self.dir)?;
+        self.sweep_stale_temps();
         let tmp = self.dir.join(format!(
             "{TEMP_PREFIX}{}.{name}",
             uuid::Uuid::new_v4().simple()

@@ -1416,6 +1416,27 @@ mod tests {
     }
 
     #[test]
+    fn the_throttle_spaces_transfers_at_the_rate() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let t = Throttle::new(1024 * 1024);
+        let started = Instant::now();
+        rt.block_on(async {
+            for _ in 0..3 {
+                t.take(512 * 1024).await;
+            }
+        });
+        // The first goes at once, the next two wait for the link: 1 s in all.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[test]
     fn bandwidths_parse() {
         assert_eq!(parse_bandwidth("50MiB/s"), Ok(50 * 1024 * 1024));
         assert_eq!(parse_bandwidth("10 MB/s"), Ok(10_000_000));

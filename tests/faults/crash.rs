@@ -431,13 +431,16 @@ fn rotate_kills(rng: &mut Rng) -> String {
     let pristine = store_snapshot(&store);
     let pristine_state = sb.path("state-pristine");
     copy_dir(&sb.state(), &pristine_state);
+    // Oldest first, by the time in the names.
     let mut ids = objects(&store).manifests;
-    ids.sort_by_key(|id| {
+    let time_of = |id: &String| {
         names(&store)
             .into_iter()
             .find(|n| n.starts_with(id.as_str()))
+            .and_then(|n| n.split('.').nth(1).map(String::from))
             .unwrap()
-    });
+    };
+    ids.sort_by_key(time_of);
     let keep: Vec<String> = ids[ids.len() - 2..].to_vec();
 
     let reset = || {

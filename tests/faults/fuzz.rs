@@ -175,8 +175,8 @@ fn policy_targets(sb: &Sandbox) -> String {
     );
     fuzz(
         "policy::parse (mutated policies)",
-        mutated(vec![valid, shop]),
-        |b: Vec<u8>| check(&String::from_utf8_lossy(&b)),
+        mutated(vec![valid, shop]).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        |t: String| check(&t),
     );
     "arbitrary text and mutated valid policies; errors always name a line within the file".into()
 }

@@ -161,8 +161,20 @@ pub fn run() -> String {
         if name.starts_with("signature") {
             continue;
         }
-        fields += 1;
         let manifest = manifest_of(&store, &b);
+        if name == "policy_id" {
+            // The manifest is then another policy's: ignored, as if deleted (README).
+            let mut m = read_json(&manifest);
+            m["policy_id"] = Value::from(uuid::Uuid::new_v4().to_string());
+            write_json(&manifest, &m);
+            assert_eq!(lib.verify(None, Level::Checksum, &none), 0);
+            let stores = lifeboat::inventory::open_stores(&lib.policy).unwrap();
+            let found = lifeboat::inventory::backups(&lib.policy, &stores).unwrap();
+            assert_eq!(found.len(), 1, "a manifest of another policy was listed");
+            store_reset(&store, &pristine);
+            continue;
+        }
+        fields += 1;
         match name.as_str() {
             "backup_id" => {
                 let fresh = uuid::Uuid::new_v4().to_string();
@@ -291,8 +303,9 @@ pub fn run() -> String {
         "{refused}/{total} edited, unsigned, re-signed or forged manifests refused by verify \
          --level checksum without any key and by restore (exit 1) — {fields} fields edited one \
          at a time, 5 signature cases, 2 forged backups; {cli}; while one is in the store, \
-         restoring another backup by id is refused too ({by_id_blocked}/{total}); a forgery \
-         signed with the host's own key is accepted (the key must be kept safe)"
+         restoring another backup by id is refused too ({by_id_blocked}/{total}); policy_id \
+         edited: the manifest becomes another policy's and is ignored (like a deletion); a \
+         forgery signed with the host's own key is accepted (the key must be kept safe)"
     )
 }
 

@@ -409,21 +409,27 @@ pub fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// Waits until `pid` (or one of its threads) is stopped, or `limit` passes.
+/// Waits until every thread of `pid` has stayed stopped for 150 ms (a group stop, as by
+/// SIGSTOP; the brief stops of tracing do not count), or `limit` passes.
 pub fn wait_stopped(pid: u32, limit: Duration) -> bool {
     let started = Instant::now();
+    let mut since: Option<Instant> = None;
     while started.elapsed() < limit {
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;
         };
-        for t in tasks.flatten() {
+        let all = tasks.flatten().all(|t| {
             let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            // state is the field after the parenthesised command name
-            if let Some(after) = stat.rsplit_once(')').map(|x| x.1)
-                && matches!(after.trim_start().chars().next(), Some('t' | 'T'))
-            {
-                return true;
-            }
+            // The state is the field after the parenthesised command name.
+            stat.rsplit_once(')')
+                .and_then(|x| x.1.trim_start().chars().next())
+                .is_some_and(|c| c == 't' || c == 'T')
+        });
+        match (all, since) {
+            (true, None) => since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() > Duration::from_millis(150) => return true,
+            (true, Some(_)) => {}
+            (false, _) => since = None,
         }
         std::thread::sleep(Duration::from_millis(2));
     }
