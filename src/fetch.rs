@@ -107,9 +107,12 @@ fn decrypt_into(
     match result {
         // The consumer stopped early and reports its own error.
         Ok(true) => Ok(()),
-        Ok(false) => w
-            .finish()
-            .map_err(|e| Error::Runtime(format!("pipeline stopped: {e}"))),
+        // Everything was handed over, but the consumer may have stopped before taking the
+        // end (it then reports its own error, e.g. a full disk): not this side's failure.
+        Ok(false) => {
+            let _ = w.finish();
+            Ok(())
+        }
         Err(e) => {
             w.fail(e.to_string());
             Err(e)

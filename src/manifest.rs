@@ -226,12 +226,27 @@ impl Manifest {
                     }
                     return Ok(p);
                 }
+                // A key the backup names as a recipient that cannot open the private part:
+                // the part was altered (e.g. its wrapped key), not the wrong key given.
+                Err(DecryptFailure::NoMatchingIdentity) if self.addressed_to(*envelope, ids) => {
+                    last = Some(DecryptFailure::Damaged(
+                        "it does not open with a key it is addressed to".into(),
+                    ));
+                }
                 Err(e) => last = Some(e),
             }
         }
         Err(last
             .unwrap_or(DecryptFailure::NoMatchingIdentity)
             .into_error(&what))
+    }
+
+    /// Whether this backup's `envelope` payload lists one of `ids` among its recipients.
+    fn addressed_to(&self, envelope: Envelope, ids: &Identities) -> bool {
+        self.payloads
+            .iter()
+            .filter(|p| p.envelope == envelope)
+            .any(|p| p.recipients.iter().any(|r| ids.fingerprints.contains(r)))
     }
 }
 

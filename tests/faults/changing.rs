@@ -135,7 +135,7 @@ pub fn run() -> String {
     // Changes while the file is being read (stopped after its first read).
     let half = big_bytes.len() as u64 / 2;
     let other_big = noise(&mut rng, big_bytes.len());
-    let during: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    let during: Vec<(&str, Change<'_, Path>)> = vec![
         (
             "rewritten in place, same size",
             Box::new(|p: &Path| write_at(p, half, b"TORN")),
@@ -235,7 +235,7 @@ pub fn run() -> String {
     // Changes between the walk (which saw a regular file) and the open.
     let small = tree.join("sub/small.txt");
     let outside = sb.path("src/outside-secret");
-    let before_open: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    let before_open: Vec<(&str, Change<'_, Path>, &str)> = vec![
         (
             "deleted",
             Box::new(|p: &Path| fs::remove_file(p).unwrap()),

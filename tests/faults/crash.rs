@@ -458,6 +458,8 @@ fn rotate_kills(rng: &mut Rng) -> String {
     assert_exit(&out, 0, "timed rotate");
     let span = started.elapsed();
 
+    let later = (t0 + chrono::TimeDelta::hours(n + 49)).to_rfc3339();
+    let left_orphans = std::cell::Cell::new(0);
     let check = |case: &str| {
         // A manifest is only ever present with all its payloads; kept backups untouched.
         let found = all_verify(std::slice::from_ref(&lib), case);
@@ -468,8 +470,14 @@ fn rotate_kills(rng: &mut Rng) -> String {
                 "{case}: kept backup {id} deleted"
             );
         }
-        // The next rotation completes the plan and cleans up.
-        let out = lb_cmd(&mut rotate_cmd());
+        // The next rotation completes the plan and cleans up; payloads whose manifest was
+        // deleted are swept once the time in their name is a day old, so it runs later.
+        left_orphans.set(left_orphans.get() + orphans(&store).len());
+        let out = lb_cmd(
+            sb.command()
+                .env("LIFEBOAT_NOW", &later)
+                .args(["rotate", "r"]),
+        );
         assert_exit(&out, 0, &format!("{case}: the next rotate"));
         let o = objects(&store);
         let mut m = o.manifests.clone();
@@ -533,10 +541,11 @@ fn rotate_kills(rng: &mut Rng) -> String {
     format!(
         "rotate: {kills} kill -9 at random points ({interrupted} interrupted) + {} at \
          chosen unlinks of {} deletions: no manifest ever without its payloads, the 2 kept \
-         backups intact, the next rotate finished the plan, swept the orphans and matched \
-         the catalog",
+         backups intact; {} payloads left without manifest, swept by the next rotation a day \
+         later, which also finished the plan and matched the catalog",
         points.len(),
-        unlinks
+        unlinks,
+        left_orphans.get()
     )
 }
 

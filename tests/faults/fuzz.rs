@@ -311,15 +311,16 @@ fn archive_targets(sb: &Sandbox, wallet: &Path) -> String {
         prop_assert_eq!(names(&jail), Vec::<String>::new(), "leftovers in the jail");
         Ok(())
     };
+    let check = &check;
     fuzz(
         "restore --archive (arbitrary bytes)",
         arbitrary_bytes(),
-        &check,
+        check,
     );
     fuzz(
         "restore --archive (mutated tar, tar.gz, tar.zst, tar.zst.age)",
         mutated(vec![tar_bytes, gz, zst, aged]),
-        &check,
+        check,
     );
     format!(
         "arbitrary bytes and mutated tar/tar.gz/tar.zst/age archives: {} restored, the rest \

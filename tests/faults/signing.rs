@@ -14,6 +14,9 @@ use crate::common::*;
 use crate::substitution::{T0, T1, backup_at, forge, restem};
 use crate::support::*;
 
+/// An edit of a manifest's JSON.
+type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+
 #[derive(Clone, Debug)]
 enum Seg {
     Key(String),
@@ -227,7 +230,7 @@ pub fn run() -> String {
     check("OpenPGP payload and its private part removed".into());
 
     // The signature itself.
-    let signature_cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let signature_cases: Vec<(&str, Edit<'_>)> = vec![
         (
             "signature removed (unsigned manifest)",
             Box::new(|m: &mut Value| {
@@ -265,7 +268,7 @@ pub fn run() -> String {
     let manifest = manifest_of(&store, &b);
     let name = manifest.file_name().unwrap().to_str().unwrap().to_string();
     let mut parsed = lifeboat::Manifest::parse(&name, &fs::read(&manifest).unwrap()).unwrap();
-    parsed.captured_at = parsed.captured_at + chrono::TimeDelta::seconds(1);
+    parsed.captured_at += chrono::TimeDelta::seconds(1);
     parsed.signature =
         Some(lifeboat::keys::sign_detached(&untrusted, &parsed.signed_bytes()).unwrap());
     fs::write(&manifest, parsed.to_json()).unwrap();
@@ -314,7 +317,7 @@ fn cli_cases(sb: &Sandbox, b: &str) -> String {
     let store = sb.store();
     let pristine = store_snapshot(&store);
     let target = sb.path("restored-cli/p");
-    let edits: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    let edits: Vec<(&str, Change<'_, Path>)> = vec![
         (
             "captured_at",
             Box::new(|m: &Path| {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// A change applied to a file or a manifest by a fault case.
+pub type Change<'a, T> = Box<dyn Fn(&T) + 'a>;
+
 // ---- knobs ----------------------------------------------------------------------------
 
 /// `LIFEBOAT_FAULTS_SCALE` (default 1): multiplies every case count, for longer runs.

@@ -34,6 +34,8 @@ struct Tally {
     restore: Codes,
     /// Cases no check caught, by manifest field.
     missed: BTreeMap<String, usize>,
+    /// Fields whose damage restore refused with exit 2 rather than 1.
+    exit2: BTreeMap<String, usize>,
 }
 
 impl Tally {
@@ -68,7 +70,7 @@ pub fn run() -> String {
     let age = key(AGE_IDENTITY);
     let pgp = key(OPENPGP_SECRET);
     let object = |store: &Path, suffix: &str| store_object(store, suffix);
-    let payloads = vec![
+    let payloads = [
         Target {
             policy: "wallet",
             id: wallet_id.clone(),
@@ -150,10 +152,20 @@ pub fn run() -> String {
             tally.checksum.add(c.0);
             tally.full.add(c.1);
             tally.restore.add(c.2);
+            if c.2 == 2 {
+                *tally.exit2.entry(field_at(&text, offset)).or_default() += 1;
+            }
             if c.1 == 0 || c.2 == 0 {
                 let field = if is_manifest {
                     let damaged = fs::read(&t.path).unwrap();
-                    classify_miss(&field_at(&text, offset), &original, &damaged, &all_keys)
+                    let name = t.path.file_name().unwrap().to_str().unwrap();
+                    classify_miss(
+                        name,
+                        &field_at(&text, offset),
+                        &original,
+                        &damaged,
+                        &all_keys,
+                    )
                 } else {
                     "payload".into()
                 };
@@ -256,8 +268,17 @@ pub fn run() -> String {
         "chain",
         "age armor (same message once decoded)",
         "openpgp armor (same message once decoded)",
+        "same manifest once parsed (letter case of a UUID)",
     ];
     for (name, t) in [("bit flip", &mflips), ("truncation/append", &mother)] {
+        // Exit 2 only when the flip changed policy_id: the backup is then no longer the
+        // policy's ("no backup with id").
+        for (field, n) in &t.exit2 {
+            assert_eq!(
+                field, "policy_id",
+                "manifest {name}: {n} case(s) in {field} refused with exit 2"
+            );
+        }
         for (field, n) in &t.missed {
             assert!(
                 unbound.contains(&field.as_str()),
@@ -274,12 +295,11 @@ pub fn run() -> String {
     }
     let missed_m: usize =
         mflips.missed.values().sum::<usize>() + mother.missed.values().sum::<usize>();
-    let missed_list: Vec<String> = mflips
-        .missed
-        .iter()
-        .chain(&mother.missed)
-        .map(|(f, n)| format!("{f} {n}"))
-        .collect();
+    let mut merged: BTreeMap<&str, usize> = BTreeMap::new();
+    for (f, n) in mflips.missed.iter().chain(&mother.missed) {
+        *merged.entry(f.as_str()).or_default() += n;
+    }
+    let missed_list: Vec<String> = merged.iter().map(|(f, n)| format!("{f}: {n}")).collect();
 
     let cli = cli_cases(&sb, &wallet_id);
 
@@ -289,7 +309,8 @@ pub fn run() -> String {
         "{}/{} flipped payload bits ({} positions in each of age/zstd, OpenPGP/zstd, OpenPGP/gzip), \
          {}/{} truncations, {}/{} appends detected at checksum level without a key and at full \
          level, restore refused all (exit 1), nothing written; manifests: {}/{} bit flips and \
-         {}/{} truncations/appends refused by restore ({}), checksum level without a key caught \
+         {}/{} truncations/appends refused by restore ({}; exit 2 only for a changed policy_id: \
+         \"no backup with id\"), checksum level without a key caught \
          {}/{}; {} manifest flips changed only unbound fields and went undetected ({}); CLI: {}",
         Tally::caught_by(&flips.full),
         flips.cases,
@@ -354,7 +375,20 @@ fn check(lib: &Lib, id: &str, ids: &[Identities], target: &Path, case: &str) -> 
 
 /// Names a manifest change no check caught: its field, or, for a private part whose
 /// armored text changed but still decodes to the same message, says so.
-fn classify_miss(field: &str, original: &[u8], damaged: &[u8], ids: &Identities) -> String {
+fn classify_miss(
+    name: &str,
+    field: &str,
+    original: &[u8],
+    damaged: &[u8],
+    ids: &Identities,
+) -> String {
+    if let (Ok(a), Ok(b)) = (
+        lifeboat::Manifest::parse(name, original),
+        lifeboat::Manifest::parse(name, damaged),
+    ) && a == b
+    {
+        return "same manifest once parsed (letter case of a UUID)".into();
+    }
     if field == "age" || field == "openpgp" {
         let private = |b: &[u8]| {
             serde_json::from_slice::<serde_json::Value>(b)
