@@ -5,12 +5,12 @@
 # (age, gpg, zstd, sqlite3, Debian's SQLCipher 3 CLI `sqlcipher` for tests/sqlcipher.rs),
 # and prometheus for `promtool check metrics` (tests/ops.rs), GNU time (peak memory in tests/s3.rs),
 # PostgreSQL (server, client tools, and pgbench from postgresql-contrib) for the clusters
-# tests/postgres.rs creates, and
+# tests/postgres.rs creates, strace (syscall fault injection in tests/faults.rs), and
 # moto_server (PyPI `moto[server]`), the S3-compatible server tests/s3.rs runs, in a
 # project-local virtualenv `.venv/` (gitignored). Idempotent; quiet when everything is present.
 set -euo pipefail
 
-packages=(libclang-dev nettle-dev pkg-config libssl-dev age gnupg zstd sqlite3 sqlcipher gzip tar prometheus time postgresql postgresql-contrib)
+packages=(libclang-dev nettle-dev pkg-config libssl-dev age gnupg zstd sqlite3 sqlcipher gzip tar prometheus time postgresql postgresql-contrib strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
