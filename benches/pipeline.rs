@@ -114,7 +114,7 @@ impl Opts {
             }
             i += 2;
         }
-        if !(o.size > 0.0) || o.runs == 0 {
+        if o.size.is_nan() || o.size <= 0.0 || o.runs == 0 {
             die("--size must be > 0 and --runs >= 1");
         }
         if o.rss_size.is_nan() {
@@ -1757,6 +1757,8 @@ fn stages(env: &Env, corpus: &Corpus, runs: usize) -> (Vec<Stage>, Sizes) {
             let src = rusqlite::Connection::open(corpus.root.join("shop.db"))
                 .map_err(io::Error::other)?;
             let mut dst = rusqlite::Connection::open(&snap).map_err(io::Error::other)?;
+            dst.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
+                .map_err(io::Error::other)?;
             rusqlite::backup::Backup::new(&src, &mut dst)
                 .and_then(|b| b.step(-1))
                 .map_err(io::Error::other)?;
@@ -2231,6 +2233,23 @@ fn setup_env(work: &Path) -> Env {
 
 // ---- report -----------------------------------------------------------------------------
 
+/// The command that made this report (with the defaults it ran with made explicit).
+fn command_line(opts: &Opts) -> String {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    for (flag, value) in [
+        ("--size", fmt_scale(opts.size)),
+        ("--runs", opts.runs.to_string()),
+    ] {
+        if !args.iter().any(|a| a == flag) {
+            args.extend([flag.to_string(), value]);
+        }
+    }
+    format!("cargo bench --bench pipeline -- {}", args.join(" "))
+}
+
 /// A Markdown table cell: `|` (as in shell pipelines) must be escaped.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|")
@@ -2252,7 +2271,7 @@ fn find<'a>(results: &'a [Measured], tool: &str, part: &str, op: Op) -> Option<&
         .find(|m| m.tool == tool && m.part == part && m.op == op && m.ok())
 }
 
-fn fastest_peer<'a>(results: &'a [Measured], op: Op) -> Option<&'a Measured> {
+fn fastest_peer(results: &[Measured], op: Op) -> Option<&Measured> {
     results
         .iter()
         .filter(|m| (m.group == "restic" || m.group == "borg") && m.part == "whole" && m.op == op)
@@ -2386,9 +2405,8 @@ fn render(report: &Report) -> String {
     }
     let _ = writeln!(
         w,
-        "`cargo bench --bench pipeline -- --size {} --runs {}`: median of {} runs, page cache warm, `sync` before each run, outputs on the same disk as the corpus. MB = 10^6 bytes of corpus input (restores: of restored data). CPU = user + system seconds of every process. Peak RSS = `ru_maxrss` as reported by `/usr/bin/time`, summed over the processes of a pipeline (for lifeboat restores of the whole corpus, the largest of its three restores).\n",
-        fmt_scale(opts.size),
-        opts.runs,
+        "`{}`: median of {} runs, page cache warm, `sync` before each run, outputs on the same disk as the corpus. MB = 10^6 bytes of corpus input (restores: of restored data). CPU = user + system seconds of every process. Peak RSS = `ru_maxrss` as reported by `/usr/bin/time`, summed over the processes of a pipeline (for lifeboat restores of the whole corpus, the largest of its three restores).\n",
+        command_line(opts),
         opts.runs
     );
     let _ = writeln!(
@@ -2726,7 +2744,7 @@ fn main() {
     });
     print!("{md}");
     let json = json!({
-        "command": format!("cargo bench --bench pipeline -- --size {} --runs {}", fmt_scale(opts.size), opts.runs),
+        "command": command_line(&opts),
         "size": opts.size, "runs": opts.runs, "seed": opts.seed,
         "machine": machine,
         "corpus": corpus.parts.iter().map(|p| {

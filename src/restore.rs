@@ -290,7 +290,7 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
             other => {
                 return Err(Error::Check(format!(
                     "{what}: entry {} is a {other:?}, which lifeboat does not restore",
-                    path.display()
+                    clip(&path.display().to_string())
                 )));
             }
         }
@@ -299,7 +299,7 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
         if !entry.unpack_in(dir).map_err(write_failed)? {
             return Err(Error::Check(format!(
                 "{what}: entry {} points outside the restore target; refused",
-                path.display()
+                clip(&path.display().to_string())
             )));
         }
         if kind == Directory {
@@ -324,16 +324,25 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dir: &Path, what: &str) -> Result<()>
 /// An error with its causes (the tar reader wraps the OS error, e.g. "No space left on
 /// device", in a message of its own).
 fn with_causes(e: &std::io::Error) -> String {
-    let mut text = e.to_string();
+    let mut text = clip(&e.to_string());
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        let c_text = c.to_string();
+        let c_text = clip(&c.to_string());
         if !text.contains(&c_text) {
             text = format!("{text}: {c_text}");
         }
         cause = c.source();
     }
     text
+}
+
+/// At most 400 characters of `text`: names in a hostile archive can be megabytes long, and
+/// an error is one line.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(400) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// Fails unless `target` may be written: absent, an empty directory, or `force`.

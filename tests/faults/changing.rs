@@ -56,7 +56,7 @@ fn backup_with_change(
         );
     }
     change(file);
-    signal(pid, libc::SIGCONT);
+    resume(pid);
     let started = std::time::Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {

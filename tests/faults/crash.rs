@@ -161,6 +161,9 @@ fn age_file(path: &Path, secs: u64) {
 
 // ---- backup ---------------------------------------------------------------------------
 
+/// How long a run to be killed should last at least (the data grows until it does).
+const MIN_RUN: Duration = Duration::from_millis(100);
+
 fn backup_kills(rng: &mut Rng) -> String {
     let sb = Sandbox::new();
     let tree = sb.path("src/tree");
@@ -177,21 +180,51 @@ fn backup_kills(rng: &mut Rng) -> String {
     let libs = [Lib::load(&sb, "w"), Lib::load(&sb, "d")];
     let store = sb.store();
 
-    // The time a whole backup takes, to spread the kills over it.
-    let started = Instant::now();
-    sb.backup("w");
-    let tw = started.elapsed();
-    let started = Instant::now();
-    sb.backup("d");
-    let td = started.elapsed();
+    // Enough data that a whole backup takes 100 ms or more here (the time is measured, to
+    // spread the kills over it).
+    let timed = |name: &str| {
+        let started = Instant::now();
+        sb.backup(name);
+        started.elapsed()
+    };
+    let mut tw = timed("w");
+    for round in 0..8 {
+        if tw >= MIN_RUN {
+            break;
+        }
+        for i in 0..40 {
+            fs::write(
+                tree.join(format!("g{round}-{i:02}")),
+                noise(rng, 6000 << round),
+            )
+            .unwrap();
+        }
+        tw = timed("w");
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut td = timed("d");
+    for round in 0..8 {
+        if td >= MIN_RUN {
+            break;
+        }
+        let tx = conn.unchecked_transaction().unwrap();
+        for i in 0..(5000 << round) {
+            insert_row(&tx, i, "CRASH");
+        }
+        tx.commit().unwrap();
+        td = timed("d");
+    }
+    drop(conn);
 
     let kills = cases(16);
     let mut finished = 0;
-    let mut leftovers = BTreeMap::<&str, usize>::new();
+    // Distinct leftovers seen after the kills: store temporaries, scratch snapshots.
+    let mut seen_tmp = std::collections::BTreeSet::new();
+    let mut seen_scratch = std::collections::BTreeSet::new();
     for k in 0..kills {
         let (name, span) = if k % 2 == 0 { ("w", tw) } else { ("d", td) };
         let before = store_snapshot(&store);
-        let delay = Duration::from_micros(rng.range(0, (span.as_micros() as u64 * 6 / 5).max(1)));
+        let delay = Duration::from_micros(rng.range(0, (span.as_micros() as u64).max(1)));
         let mut cmd = sb.command();
         cmd.args(["backup", name]);
         if kill_after(cmd, delay) {
@@ -201,32 +234,37 @@ fn backup_kills(rng: &mut Rng) -> String {
         untouched(&store, &before, &case);
         all_verify(&libs, &case);
         let o = objects(&store);
-        *leftovers.entry("store temporaries").or_default() += o.temps.len();
-        *leftovers.entry("state scratch").or_default() += names(&sb.state().join("tmp")).len();
+        seen_tmp.extend(o.temps);
+        seen_scratch.extend(names(&sb.state().join("tmp")));
         // The lock died with the process: the next backup runs (every few kills).
         if k % 4 == 3 {
             sb.backup(name);
         }
     }
-    // Systematic: killed as it renames each object into place, and at its fsyncs.
-    let counts = syscall_counts(&sb, &["backup", "w"]);
+    // Systematic: killed as it renames each object into place, and at its fsyncs (for the
+    // SQLite policy the first ones are the snapshot's, in the scratch space).
     let mut systematic = 0;
-    for (syscall, limit) in [("rename", 4), ("fsync", 6)] {
-        let n = counts.get(syscall).copied().unwrap_or(0).min(limit);
-        assert!(n > 0, "backup makes no {syscall} call: {counts:?}");
-        for when in 1..=n {
-            let before = store_snapshot(&store);
-            kill_at_syscall(&sb, syscall, when, &["backup", "w"]);
-            let case = format!("backup killed at {syscall} #{when}");
-            untouched(&store, &before, &case);
-            all_verify(&libs, &case);
-            systematic += 1;
+    for name in ["w", "d"] {
+        let counts = syscall_counts(&sb, &["backup", name]);
+        for (syscall, limit) in [("rename", 4), ("fsync", 6)] {
+            let n = counts.get(syscall).copied().unwrap_or(0).min(limit);
+            assert!(n > 0, "backup makes no {syscall} call: {counts:?}");
+            for when in 1..=n {
+                let before = store_snapshot(&store);
+                kill_at_syscall(&sb, syscall, when, &["backup", name]);
+                let case = format!("backup {name} killed at {syscall} #{when}");
+                untouched(&store, &before, &case);
+                all_verify(&libs, &case);
+                seen_tmp.extend(objects(&store).temps);
+                seen_scratch.extend(names(&sb.state().join("tmp")));
+                systematic += 1;
+            }
         }
     }
     let verified = all_verify(&libs, "after the kills");
-    let left_tmp = objects(&store).temps.len();
+    let left_tmp = seen_tmp.len();
     let left_orphans = orphans(&store).len();
-    let left_scratch = names(&sb.state().join("tmp")).len();
+    let left_scratch = seen_scratch.len();
 
     // The next runs clean up: temporaries older than a day and snapshots of dead runs by
     // the next backup, payloads without a manifest by the next rotation (a day later).
@@ -273,11 +311,14 @@ fn backup_kills(rng: &mut Rng) -> String {
     fs::remove_file(&young).unwrap();
 
     format!(
-        "backup: {kills} kill -9 at random points ({finished} had finished) + {systematic} at \
+        "backup ({} ms, {} ms for SQLite): {kills} kill -9 at random points ({finished} had \
+         finished) + {systematic} at \
          renames/fsyncs: earlier backups untouched, {verified} listed backups all verify; \
          left behind {left_tmp} store temporaries, {left_orphans} payloads without manifest, \
          {left_scratch} scratch snapshots — removed by the next backup/rotate (a young \
-         temporary of another writer kept)"
+         temporary of another writer kept)",
+        tw.as_millis(),
+        td.as_millis()
     )
 }
 
@@ -296,6 +337,37 @@ fn restore_kills(rng: &mut Rng) -> String {
     }
     fs::write(tree.join("big"), noise(rng, 120_000)).unwrap();
     PolicySpec::new(&sb, "t", "files", &tree).write(&sb);
+    // Enough data that a restore takes 100 ms or more here (timed with a policy of its own).
+    let mut cal = PolicySpec::new(&sb, "cal", "files", &tree);
+    cal.store = sb.path("store-cal");
+    cal.write(&sb);
+    for round in 0..8 {
+        sb.backup("cal");
+        let target = sb.path(&format!("cal-{round}"));
+        let started = Instant::now();
+        let out = lb(
+            &sb,
+            &[
+                "--identity",
+                s(&key(AGE_IDENTITY)),
+                "restore",
+                "cal",
+                "--to",
+                s(&target),
+            ],
+        );
+        assert_exit(&out, 0, "calibration restore");
+        fs::remove_dir_all(&target).unwrap();
+        if started.elapsed() >= MIN_RUN {
+            break;
+        }
+        fs::write(
+            tree.join(format!("big{round}")),
+            noise(rng, 400_000 << round),
+        )
+        .unwrap();
+    }
+    fs::remove_file(sb.policies().join("cal.toml")).unwrap();
     let v1 = read_tree(&tree);
     let id1 = backup_at(&sb, "t", "2026-04-01T00:00:00Z");
     for i in (0..150).step_by(3) {
@@ -389,10 +461,12 @@ fn restore_kills(rng: &mut Rng) -> String {
     );
 
     format!(
-        "restore --force: {kills} kill -9 at random points ({became_new} after the swap) + \
+        "restore --force ({} ms): {kills} kill -9 at random points ({became_new} after the \
+         swap) + \
          {systematic} at each rename/fsync/mkdir: the target always held the complete old or \
          the complete new tree; up to {max_left} staging leftovers beside it, removed by the \
-         next restore"
+         next restore",
+        span.as_millis()
     )
 }
 
@@ -410,7 +484,7 @@ fn rotate_kills(rng: &mut Rng) -> String {
     )
     .unwrap();
     let lib = Lib::load(&sb, "r");
-    let n = 30;
+    let n = 60;
     let t0: chrono::DateTime<chrono::Utc> = "2026-05-01T00:00:00Z".parse().unwrap();
     {
         let catalog = lifeboat::Catalog::open(&lib.state).unwrap();
@@ -539,10 +613,11 @@ fn rotate_kills(rng: &mut Rng) -> String {
         check(&format!("rotate killed at unlink #{when}"));
     }
     format!(
-        "rotate: {kills} kill -9 at random points ({interrupted} interrupted) + {} at \
+        "rotate ({} ms): {kills} kill -9 at random points ({interrupted} interrupted) + {} at \
          chosen unlinks of {} deletions: no manifest ever without its payloads, the 2 kept \
          backups intact; {} payloads left without manifest, swept by the next rotation a day \
          later, which also finished the plan and matched the catalog",
+        span.as_millis(),
         points.len(),
         unlinks,
         left_orphans.get()

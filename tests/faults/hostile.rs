@@ -181,6 +181,10 @@ pub fn run() -> String {
             ]),
         ),
         (
+            "GNU long name of 1 MiB",
+            archive(&[gnu_longname(&"n".repeat(1 << 20)), file("short", b"x")]),
+        ),
+        (
             "same name twice",
             archive(&[file("dup", b"first"), file("dup", b"second")]),
         ),
@@ -213,7 +217,12 @@ pub fn run() -> String {
                     contained += 1;
                 }
                 1 => {
-                    assert_one_line_error(&out, 1, &case);
+                    let line = assert_one_line_error(&out, 1, &case);
+                    assert!(
+                        line.len() < 2000,
+                        "{case}: a {}-byte error line",
+                        line.len()
+                    );
                     assert!(
                         fs::symlink_metadata(&target).is_err(),
                         "{case}: a refused restore wrote its target"

@@ -148,7 +148,7 @@ pub fn class(name: &'static str, body: impl FnOnce() -> String) {
                 .map(String::as_str)
                 .or_else(|| p.downcast_ref::<&str>().copied())
                 .unwrap_or("panic");
-            let first = msg.lines().next().unwrap_or("");
+            let first = msg.lines().take(4).collect::<Vec<_>>().join(" | ");
             format!("{name}: FAILED ({first}) [{secs:.1}s]")
         }
     };
@@ -412,31 +412,47 @@ pub fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Whether every thread of `pid` is stopped (`None` when the process is gone).
+fn all_stopped(pid: u32) -> Option<bool> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(tasks.flatten().all(|t| {
+        let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // The state is the field after the parenthesised command name.
+        stat.rsplit_once(')')
+            .and_then(|x| x.1.trim_start().chars().next())
+            .is_some_and(|c| c == 't' || c == 'T')
+    }))
+}
+
 /// Waits until every thread of `pid` has stayed stopped for 150 ms (a group stop, as by
 /// SIGSTOP; the brief stops of tracing do not count), or `limit` passes.
 pub fn wait_stopped(pid: u32, limit: Duration) -> bool {
     let started = Instant::now();
     let mut since: Option<Instant> = None;
     while started.elapsed() < limit {
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-            return false;
-        };
-        let all = tasks.flatten().all(|t| {
-            let stat = fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            // The state is the field after the parenthesised command name.
-            stat.rsplit_once(')')
-                .and_then(|x| x.1.trim_start().chars().next())
-                .is_some_and(|c| c == 't' || c == 'T')
-        });
-        match (all, since) {
-            (true, None) => since = Some(Instant::now()),
-            (true, Some(t)) if t.elapsed() > Duration::from_millis(150) => return true,
-            (true, Some(_)) => {}
-            (false, _) => since = None,
+        match (all_stopped(pid), since) {
+            (None, _) => return false,
+            (Some(true), None) => since = Some(Instant::now()),
+            (Some(true), Some(t)) if t.elapsed() > Duration::from_millis(150) => return true,
+            (Some(true), Some(_)) => {}
+            (Some(false), _) => since = None,
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     false
+}
+
+/// Sends SIGCONT to `pid` until it runs again (a SIGCONT that arrives while the tracer is
+/// still delivering the SIGSTOP is lost under load), or it is gone.
+pub fn resume(pid: u32) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        signal(pid, libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(20));
+        if all_stopped(pid) != Some(true) {
+            return;
+        }
+    }
 }
 
 /// The pid of the lifeboat process started by `parent` (e.g. strace, which also forks
