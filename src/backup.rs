@@ -294,6 +294,19 @@ fn backup_once(
         });
     }
 
+    let mut manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        backup_id,
+        policy_id: policy.id,
+        created_at,
+        captured_at,
+        sequence,
+        payloads,
+        private: Default::default(),
+        signature: None,
+    };
+    // The private part repeats the public one (its digest, ids, sequence, payloads), so any
+    // edit of the public part is caught by whoever can read the private part.
     let private = Private {
         backup_id,
         policy_id: policy.id,
@@ -302,14 +315,8 @@ fn backup_once(
         source_path: policy.source.describe(),
         captured_at,
         sequence,
-        payloads: payloads
-            .iter()
-            .map(|p| crate::manifest::PayloadDigest {
-                object: p.object.clone(),
-                size: p.size,
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
+        payloads: manifest.digests(),
+        public_sha256: manifest.public_digest(),
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         tar_size,
         tar_sha256,
@@ -317,21 +324,10 @@ fn backup_once(
         tables: captured.tables,
     };
     let private_json = serde_json::to_vec(&private).expect("private manifest serializes");
-    let mut sealed = std::collections::BTreeMap::new();
     for e in &envelopes {
-        sealed.insert(*e, encrypt_armored(*e, &policy.recipients, &private_json)?);
+        let sealed = encrypt_armored(*e, &policy.recipients, &private_json)?;
+        manifest.private.insert(*e, sealed);
     }
-    let mut manifest = Manifest {
-        format: manifest::FORMAT.into(),
-        backup_id,
-        policy_id: policy.id,
-        created_at,
-        captured_at: private.captured_at,
-        sequence,
-        payloads,
-        private: sealed,
-        signature: None,
-    };
     if let Some(key) = &policy.signing.key_file {
         manifest.signature = Some(crate::keys::sign_detached(key, &manifest.signed_bytes())?);
     }

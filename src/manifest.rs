@@ -75,6 +75,11 @@ pub struct Private {
     pub sequence: u64,
     #[serde(default)]
     pub payloads: Vec<PayloadDigest>,
+    /// sha256 of the public manifest without its `private` and `signature` fields
+    /// ([`Manifest::public_digest`]): binds every public field, down to recipients and the
+    /// format chain.
+    #[serde(default)]
+    pub public_sha256: String,
     pub lifeboat_version: String,
     /// Size and sha256 of the tar stream inside the payloads.
     pub tar_size: u64,
@@ -164,6 +169,19 @@ impl Manifest {
             .collect()
     }
 
+    /// sha256 (hex) of the manifest without `private` and `signature`: what the private
+    /// manifest binds.
+    pub fn public_digest(&self) -> String {
+        let bare = Manifest {
+            private: BTreeMap::new(),
+            signature: None,
+            ..self.clone()
+        };
+        crate::hash::sha256_of(&bare.to_json()[..])
+            .map(|(h, _)| h)
+            .unwrap_or_default()
+    }
+
     /// The bytes a signature covers: the manifest without its signature.
     pub fn signed_bytes(&self) -> Vec<u8> {
         Manifest {
@@ -219,9 +237,10 @@ impl Manifest {
                         || p.captured_at != self.captured_at
                         || p.sequence != self.sequence
                         || p.payloads != self.digests()
+                        || p.public_sha256 != self.public_digest()
                     {
                         return Err(Error::Check(format!(
-                            "{what} belongs to another backup (manifest substituted)"
+                            "{what} does not match the public manifest (edited or substituted)"
                         )));
                     }
                     return Ok(p);
