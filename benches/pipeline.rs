@@ -15,8 +15,9 @@
 //!
 //! How it measures: every timed process is started through `/usr/bin/time` (pipelines are
 //! connected here, no shell), which reports its CPU time and peak RSS (`ru_maxrss`). A
-//! pipeline's peak RSS is the sum of its processes' peaks (they run at the same time). Each run starts from `sync` with the page
-//! cache warm; the figure is the median of `--runs` runs; MB = 10^6 bytes of corpus input.
+//! pipeline's peak RSS is the sum of its processes' peaks (they run at the same time). Cases
+//! run round-robin (run 1 of each, then run 2, ...), each run starting from `sync` with the
+//! page cache warm; the figure is the median of `--runs` runs; MB = 10^6 bytes of input.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

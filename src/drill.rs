@@ -278,11 +278,7 @@ fn locate(
     rpo_from: impl FnOnce(&[Box<dyn Store>], &Found) -> Result<DateTime<Utc>>,
 ) -> Result<Located> {
     let stores = inventory::open_selected(policy, opts.store.as_deref())?;
-    let found = inventory::pick(
-        policy,
-        inventory::backups(policy, &stores)?,
-        opts.id.as_deref(),
-    )?;
+    let found = inventory::pick_readable(policy, &stores, opts.id.as_deref())?;
     let m = &found.manifest;
     result.backup_id = Some(m.backup_id.to_string());
     result.captured_at = Some(m.captured_at);
@@ -386,11 +382,7 @@ fn prove_each_identity(
     result: &mut DrillResult,
 ) -> Result<()> {
     let stores = inventory::open_selected(policy, opts.store.as_deref())?;
-    let found = inventory::pick(
-        policy,
-        inventory::backups(policy, &stores)?,
-        result.backup_id.as_deref(),
-    )?;
+    let found = inventory::pick_readable(policy, &stores, result.backup_id.as_deref())?;
     for file in &opts.each_identity {
         let one = Identities::load(std::slice::from_ref(file))?;
         let outcome = full_check(&stores, &found, &one);

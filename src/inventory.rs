@@ -69,20 +69,67 @@ pub fn open_selected(policy: &Policy, selector: Option<&str>) -> Result<Vec<Box<
     }
 }
 
+/// A manifest that could not be read, parsed or verified.
+pub struct Damaged {
+    pub store: String,
+    pub name: String,
+    pub error: Error,
+}
+
+impl Damaged {
+    /// The time in the manifest's name (`<uuid>.<YYYYmmddTHHMMSSZ>.manifest.json`), if any.
+    pub fn named_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let time = self.name.split('.').nth(1)?;
+        chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc())
+    }
+}
+
 /// Every backup of `policy` in `stores`, oldest first. Manifests of other policies sharing a
-/// store are skipped; a manifest that cannot be parsed is an error naming it.
+/// store are skipped; a manifest that cannot be parsed or verified is an error naming it
+/// (see [`scan`] to go on past it).
 pub fn backups(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<Vec<Found>> {
+    let (found, mut damaged) = scan(policy, stores)?;
+    match damaged.pop() {
+        Some(d) => Err(d.error),
+        None => Ok(found),
+    }
+}
+
+/// Like [`backups`], but returns damaged manifests beside the good backups instead of
+/// failing on the first, so that one bad manifest does not block every restore.
+pub fn scan(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<(Vec<Found>, Vec<Damaged>)> {
     let mut found: Vec<Found> = Vec::new();
+    let mut damaged = Vec::new();
     for (i, store) in stores.iter().enumerate() {
         for name in store.list()? {
             if !name.ends_with(manifest::SUFFIX) {
                 continue;
             }
-            let m = Manifest::parse(&name, &store.get_bytes(&name)?)?;
-            if m.policy_id != policy.id {
+            let read = store
+                .get_bytes(&name)
+                .and_then(|bytes| Manifest::parse(&name, &bytes));
+            let m = match read {
+                Ok(m) if m.policy_id != policy.id => continue,
+                Ok(m) => m,
+                Err(error) => {
+                    damaged.push(Damaged {
+                        store: store.describe(),
+                        name,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            if let Err(error) = check_signature(policy, &m) {
+                damaged.push(Damaged {
+                    store: store.describe(),
+                    name,
+                    error,
+                });
                 continue;
             }
-            check_signature(policy, &m)?;
             match found
                 .iter_mut()
                 .find(|f| f.manifest.backup_id == m.backup_id)
@@ -109,7 +156,36 @@ pub fn backups(policy: &Policy, stores: &[Box<dyn Store>]) -> Result<Vec<Found>>
         (a.manifest.created_at, a.manifest.backup_id)
             .cmp(&(b.manifest.created_at, b.manifest.backup_id))
     });
-    Ok(found)
+    Ok((found, damaged))
+}
+
+/// Picks a backup to restore past damaged manifests that cannot be the one asked for: with
+/// an id, those whose name does not start with it; for the newest, those whose name says
+/// they are older than the newest good backup. Anything else fails closed, naming the
+/// damaged manifest (it may be the backup wanted, or a newer one).
+pub fn pick_readable(
+    policy: &Policy,
+    stores: &[Box<dyn Store>],
+    id: Option<&str>,
+) -> Result<Found> {
+    let (found, damaged) = scan(policy, stores)?;
+    let newest = found.last().map(|f| f.manifest.created_at);
+    let blocks = |d: &Damaged| match id {
+        Some(id) => d.name.starts_with(id),
+        None => match (d.named_time(), newest) {
+            // Same second: it could be the newer one; fail closed.
+            (Some(t), Some(n)) => t.timestamp() >= n.timestamp(),
+            _ => true,
+        },
+    };
+    let (blocking, skipped): (Vec<Damaged>, Vec<Damaged>) = damaged.into_iter().partition(blocks);
+    if let Some(d) = blocking.into_iter().next() {
+        return Err(d.error);
+    }
+    for d in skipped {
+        tracing::warn!(store = %d.store, manifest = %d.name, error = %d.error, "skipping a damaged manifest of another backup");
+    }
+    pick(policy, found, id)
 }
 
 /// The highest sequence number among `policy`'s manifests in `stores` (0 when none).

@@ -72,7 +72,7 @@ pub fn restore(
     let started = Instant::now();
     let replaced = check_target(&opts.target, opts.force)?;
     let stores = inventory::open_stores(policy)?;
-    let found = inventory::pick(policy, inventory::backups(policy, &stores)?, id)?;
+    let found = inventory::pick_readable(policy, &stores, id)?;
     let payload = found.manifest.payload_for(ids)?;
     // Reading the private part first proves the identity fits before anything is written.
     let private = found.manifest.read_private(ids)?;

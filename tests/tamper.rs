@@ -171,3 +171,84 @@ fn store_reveals_no_names_and_no_plaintext() {
         }
     }
 }
+
+/// Backs up the wallet at `at` (RFC 3339) and returns the new backup's id.
+fn backup_at(sb: &Sandbox, at: &str) -> String {
+    let out = sb
+        .command()
+        .env("LIFEBOAT_NOW", at)
+        .args(["backup", "wallet", "--json"])
+        .output()
+        .expect("run lifeboat");
+    assert_exit(&out, 0, &format!("backup at {at}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup --json");
+    v[0]["backup_id"].as_str().expect("backup_id").to_string()
+}
+
+fn manifest_of(sb: &Sandbox, id: &str) -> PathBuf {
+    store_files(&sb.store())
+        .into_iter()
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with(id) && name.ends_with(".manifest.json")
+        })
+        .expect("manifest in the store")
+}
+
+#[test]
+fn a_damaged_older_manifest_does_not_block_restoring_the_others() {
+    let sb = Sandbox::new();
+    let wallet = sb.path("src/wallet");
+    make_wallet(&wallet, "MARK");
+    PolicySpec::new(&sb, "wallet", "files", &wallet).write(&sb);
+    let old = backup_at(&sb, "2026-06-01T03:00:00Z");
+    let middle = backup_at(&sb, "2026-06-02T03:00:00Z");
+    let newest = backup_at(&sb, "2026-06-03T03:00:00Z");
+    fs::write(manifest_of(&sb, &old), b"{ not json").unwrap();
+
+    // The newest and an older intact backup still restore, with a warning naming the damage.
+    let out = sb.restore("wallet", &key(AGE_IDENTITY), &sb.path("r1"), &[]);
+    assert_exit(&out, 0, "restore newest past an older damaged manifest");
+    assert_same_tree(&wallet, &sb.path("r1"));
+    let out = sb.restore(
+        "wallet",
+        &key(AGE_IDENTITY),
+        &sb.path("r2"),
+        &["--id", &middle],
+    );
+    assert_exit(&out, 0, "restore --id of an intact backup");
+
+    // The damaged one itself fails closed, naming it.
+    let out = sb.restore(
+        "wallet",
+        &key(AGE_IDENTITY),
+        &sb.path("r3"),
+        &["--id", &old],
+    );
+    let line = assert_one_line_error(&out, 1, "restore --id of the damaged backup");
+    assert!(line.contains(&old), "{line}");
+    assert!(!sb.path("r3").exists());
+
+    // verify --all reports the damaged manifest as one failure among passing backups.
+    let out = sb.run(&["verify", "wallet", "--all", "--json"]);
+    assert_exit(&out, 1, "verify --all with one damaged manifest");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v.as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec![old.as_str()]);
+
+    // A damaged manifest newer than every intact one blocks restoring "the newest".
+    fs::write(manifest_of(&sb, &newest), b"{ not json").unwrap();
+    let line = assert_one_line_error(
+        &sb.restore("wallet", &key(AGE_IDENTITY), &sb.path("r4"), &[]),
+        1,
+        "restore newest when the newest manifest is damaged",
+    );
+    assert!(line.contains(&newest), "{line}");
+    assert!(!sb.path("r4").exists());
+}

@@ -1,6 +1,6 @@
 //! `lifeboat verify NAME [--id ID | --all] [--level checksum|full|restore]`
 
-use lifeboat::{Catalog, Identities, Level, inventory, policy};
+use lifeboat::{Catalog, Identities, Level, Verification, inventory, policy};
 
 use super::{Env, print_json};
 
@@ -30,16 +30,31 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         env.identities()?
     };
     let stores = inventory::open_stores(&policy)?;
-    let all = inventory::backups(&policy, &stores)?;
-    let targets = if args.all {
-        all
+    // With --all, a damaged manifest is one failed result among the others.
+    let (targets, damaged) = if args.all {
+        inventory::scan(&policy, &stores)?
     } else {
-        vec![inventory::pick(&policy, all, args.id.as_deref())?]
+        let one = inventory::pick_readable(&policy, &stores, args.id.as_deref())?;
+        (vec![one], Vec::new())
     };
     let catalog = Catalog::open(&env.state)?;
+    let mut verdicts: Vec<lifeboat::Result<Verification>> = targets
+        .iter()
+        .map(|found| lifeboat::verify(&policy, &stores, found, args.level, &ids, &env.state))
+        .collect();
+    verdicts.extend(damaged.into_iter().map(|d| {
+        Ok(Verification {
+            policy: policy.name.clone(),
+            id: d.name.split('.').next().unwrap_or(&d.name).to_string(),
+            created_at: d.named_time().unwrap_or(chrono::DateTime::UNIX_EPOCH),
+            level: args.level,
+            ok: false,
+            detail: format!("{} in {}: {}", d.name, d.store, d.error),
+        })
+    }));
     let mut results = Vec::new();
-    for found in &targets {
-        let v = lifeboat::verify(&policy, &stores, found, args.level, &ids, &env.state)?;
+    for v in verdicts {
+        let v = v?;
         catalog.record_verification(
             &v.policy,
             &v.id,
