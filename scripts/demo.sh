@@ -19,5 +19,8 @@ lifeboat verify wallet --level restore
 lifeboat restore shop --to restored/shop.db --force
 lifeboat restore wallet --to restored/wallet --force
 lifeboat --identity fixtures/keys/TEST-ONLY-openpgp-secret.asc restore wallet --to restored/wallet-from-openpgp --force
-lifeboat drill --all
+# Drill each policy, proving that every key it is encrypted to decrypts it on its own.
+lifeboat drill shop --each-identity
+lifeboat drill wallet --each-identity --identity fixtures/keys/TEST-ONLY-age-identity.txt \
+  --identity fixtures/keys/TEST-ONLY-openpgp-secret.asc
 lifeboat report --since 1d

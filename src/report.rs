@@ -405,6 +405,7 @@ pub fn to_json(report: &Report) -> String {
 fn secs(v: Option<f64>) -> String {
     match v {
         None => "–".into(),
+        Some(s) if s < 1.0 => format!("{:.0}ms", s * 1000.0),
         Some(s) if s < 60.0 => format!("{s:.2}s"),
         Some(s) => {
             humantime::format_duration(std::time::Duration::from_secs(s.round() as u64)).to_string()

@@ -138,10 +138,12 @@ fn print_table(results: &[DrillResult]) {
     }
 }
 
-/// "2.41s", "8m32s", "3h05m", "2d04h".
+/// "4ms", "2.41s", "8m32s", "3h05m", "2d04h".
 pub fn fmt_seconds(s: f64) -> String {
     let whole = s.round() as u64;
-    if s < 60.0 {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else if s < 60.0 {
         format!("{s:.2}s")
     } else if whole < 3600 {
         format!("{}m{:02}s", whole / 60, whole % 60)
