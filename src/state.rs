@@ -64,7 +64,7 @@ impl StateDir {
             .open(&path)
             .at("cannot open lock file", &path)?;
         match file.try_lock() {
-            Ok(()) => Ok(PolicyLock { _file: file }),
+            Ok(()) => Ok(PolicyLock { file }),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(policy.name.clone())),
             Err(fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
         }
@@ -73,7 +73,15 @@ impl StateDir {
 
 /// Held while a policy is being worked on; released when dropped (or the process dies).
 pub struct PolicyLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for PolicyLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than by closing: a child forked by another thread in the
+        // meantime shares the open file and, until it execs, would keep the lock held.
+        let _ = self.file.unlock();
+    }
 }
 
 /// Removes the entries of `dir` named `<prefix><pid>-…` whose process is gone: what a run
