@@ -433,6 +433,27 @@ impl Drop for Staging {
     }
 }
 
+/// Makes everything under `path` durable: one `syncfs` of its filesystem, which also
+/// covers files whose modes would not let them be opened.
+fn sync_tree(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // Its parent is always a directory of ours (the staging directory or the target's).
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = fs::File::open(dir).at("cannot open", dir)?;
+    // SAFETY: syncfs on a file descriptor we own and keep open for the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(Error::io(
+            "cannot sync",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 fn split(target: &Path) -> Result<(PathBuf, String)> {
     let name = target
         .file_name()
@@ -459,6 +480,9 @@ fn split(target: &Path) -> Result<(PathBuf, String)> {
 /// the filesystem cannot exchange, the old target is moved aside and renamed back on
 /// failure.
 pub(crate) fn promote(item: &Path, target: &Path) -> Result<()> {
+    // The new copy is durable before it replaces anything: a power cut after the swap
+    // cannot leave a target of half-written files.
+    sync_tree(item)?;
     let (parent, name) = split(target)?;
     let prefix = format!(".{name}.lifeboat-old-");
     let old = parent.join(format!(
