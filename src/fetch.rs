@@ -33,8 +33,7 @@ pub fn read_plaintext<T>(
     std::thread::scope(|scope| {
         let producer = scope.spawn(move || decrypt_into(hashing, ids, allow_plain, what, writer));
         let consumed = (|| {
-            let mut plain = codec::decompress_reader(BufReader::with_capacity(256 * 1024, reader))
-                .map_err(|e| damaged(what, e))?;
+            let mut plain = reader;
             let value = consume(&mut plain)?;
             // Read to the end so the whole stream is authenticated and hashed.
             io::copy(&mut plain, &mut io::sink()).map_err(|e| damaged(what, e))?;
@@ -90,11 +89,21 @@ fn decrypt_into(
         Ok(head) => codec::detect_envelope(head).is_some(),
         Err(e) => Err(Error::Runtime(format!("cannot read {what}: {e}")))?,
     };
+    // Decompression runs here too, so that decrypt + decompress on this thread overlap
+    // unpacking and writing on the consumer's.
     let result = if !encrypted && allow_plain {
-        copy_until_consumer_stops(&mut input, &mut w, what)
+        match codec::decompress_reader(&mut input) {
+            Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &|e| damaged(what, e)),
+            Err(e) => Err(damaged(what, e)),
+        }
     } else {
-        let copied = codec::decrypt_reader(&mut input, ids)
-            .map(|mut plain| copy_until_consumer_stops(&mut plain, &mut w, what));
+        let undecryptable = |e: io::Error| DecryptFailure::Damaged(e.to_string()).into_error(what);
+        let copied = codec::decrypt_reader(&mut input, ids).map(|plain| {
+            match codec::decompress_reader(BufReader::with_capacity(256 * 1024, plain)) {
+                Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &undecryptable),
+                Err(e) => Err(undecryptable(e)),
+            }
+        });
         match copied {
             Ok(copied) => copied,
             Err(e) => {
@@ -125,7 +134,7 @@ fn decrypt_into(
 fn copy_until_consumer_stops(
     r: &mut dyn Read,
     w: &mut pipe::PipeWriter,
-    what: &str,
+    read_error: &dyn Fn(io::Error) -> Error,
 ) -> Result<bool> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -133,7 +142,7 @@ fn copy_until_consumer_stops(
             Ok(0) => return Ok(false),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(DecryptFailure::Damaged(e.to_string()).into_error(what)),
+            Err(e) => return Err(read_error(e)),
         };
         if w.write_all(&buf[..n]).is_err() {
             return Ok(true);
