@@ -190,30 +190,7 @@ pub fn check_expectations(policy: &Policy, item: &std::path::Path) -> Result<()>
             )?;
             let counts = crate::source::table_counts(&conn)
                 .map_err(|e| Error::Check(format!("restored database cannot be read: {e}")))?;
-            let rows = |t: &str| counts.iter().find(|c| c.name == t).map(|c| c.rows);
-            for t in &exp.tables {
-                if rows(t).is_none() {
-                    return Err(Error::Check(format!(
-                        "expectation failed: table {t:?} is missing"
-                    )));
-                }
-            }
-            for (t, min) in &exp.min_rows {
-                match rows(t) {
-                    None => {
-                        return Err(Error::Check(format!(
-                            "expectation failed: table {t:?} is missing"
-                        )));
-                    }
-                    Some(n) if n < *min => {
-                        return Err(Error::Check(format!(
-                            "expectation failed: table {t:?} has {n} rows, at least {min} expected"
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok(())
+            check_tables(exp, |t| counts.iter().find(|c| c.name == t).map(|c| c.rows))
         }
         crate::policy::SourceSpec::Files { .. } => {
             let Some(min) = exp.files_min else {
@@ -248,4 +225,30 @@ fn count_files(dir: &std::path::Path) -> Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// The `tables` and `min_rows` expectations against a restored database, given the row
+/// count of each table by name (`None`: no such table).
+pub(crate) fn check_tables(
+    exp: &crate::policy::Expectations,
+    rows: impl Fn(&str) -> Option<u64>,
+) -> Result<()> {
+    for t in exp.tables.iter().chain(exp.min_rows.iter().map(|(t, _)| t)) {
+        if rows(t).is_none() {
+            return Err(Error::Check(format!(
+                "expectation failed: table {t:?} is missing"
+            )));
+        }
+    }
+    for (t, min) in &exp.min_rows {
+        match rows(t) {
+            Some(n) if n < *min => {
+                return Err(Error::Check(format!(
+                    "expectation failed: table {t:?} has {n} rows, at least {min} expected"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -623,38 +623,14 @@ fn check_tables(url: &PgUrl, expected: &[TableCount]) -> Result<Vec<TableCount>>
 /// The policy's `[verify]` expectations on the tables of a restored database. A table
 /// named without a schema is in `public`.
 fn check_expectations(policy: &Policy, found: &[TableCount]) -> Result<()> {
-    let exp = &policy.expectations;
-    let rows = |t: &str| {
+    crate::verify::check_tables(&policy.expectations, |t| {
         let name = if t.contains('.') {
             t.to_string()
         } else {
             format!("public.{t}")
         };
         found.iter().find(|c| c.name == name).map(|c| c.rows)
-    };
-    for t in &exp.tables {
-        if rows(t).is_none() {
-            return Err(Error::Check(format!(
-                "expectation failed: table {t:?} is missing"
-            )));
-        }
-    }
-    for (t, min) in &exp.min_rows {
-        match rows(t) {
-            None => {
-                return Err(Error::Check(format!(
-                    "expectation failed: table {t:?} is missing"
-                )));
-            }
-            Some(n) if n < *min => {
-                return Err(Error::Check(format!(
-                    "expectation failed: table {t:?} has {n} rows, at least {min} expected"
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
+    })
 }
 
 // ---- `lifeboat restore` -------------------------------------------------------------------
