@@ -1,5 +1,5 @@
 //! The read side of the pipeline: stored bytes → sha256 check → decrypt → decompress,
-//! with decryption on its own thread. The consumer sees plaintext as it streams; callers
+//! with decryption and decompression on their own thread. The consumer sees plaintext as it streams; callers
 //! write it only to staging, and accept it only when this returns `Ok` (the whole stream
 //! authenticated and, for a catalogued backup, its size and sha256 matched the manifest).
 
