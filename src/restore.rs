@@ -36,6 +36,9 @@ pub struct RestoreOptions {
     pub identity_files: Vec<PathBuf>,
     /// Room for temporary files (a directory-format dump); default: the system's.
     pub scratch: Option<PathBuf>,
+    /// Fetch from one store only (see [`inventory::select_store`]); default: the first
+    /// store holding the backup.
+    pub store: Option<String>,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -71,7 +74,7 @@ pub fn restore(
     }
     let started = Instant::now();
     let replaced = check_target(&opts.target, opts.force)?;
-    let stores = inventory::open_stores(policy)?;
+    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
     let found = inventory::pick_readable(policy, &stores, id)?;
     let payload = found.manifest.payload_for(ids)?;
     // Reading the private part first proves the identity fits before anything is written.

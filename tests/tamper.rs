@@ -252,3 +252,49 @@ fn a_damaged_older_manifest_does_not_block_restoring_the_others() {
     assert!(line.contains(&newest), "{line}");
     assert!(!sb.path("r4").exists());
 }
+
+#[test]
+fn restore_store_selects_an_intact_copy_when_the_first_store_is_damaged() {
+    let sb = Sandbox::new();
+    let wallet = sb.path("src/wallet");
+    make_wallet(&wallet, "MARK");
+    let second = sb.path("store2");
+    let spec = PolicySpec::new(&sb, "wallet", "files", &wallet);
+    let text = spec.text().replacen(
+        "\n\n[encryption]",
+        &format!(
+            "\n\n[[store]]\nkind = \"local\"\npath = \"{}\"\n\n[encryption]",
+            s(&second)
+        ),
+        1,
+    );
+    fs::write(sb.policies().join("wallet.toml"), text).unwrap();
+    sb.backup("wallet");
+    let payload = store_object(&sb.store(), ".tar.zst.age");
+    let len = fs::metadata(&payload).unwrap().len();
+    flip_byte(&payload, len / 2);
+
+    // The first store's copy is damaged: the default restore refuses it.
+    let out = sb.restore("wallet", &key(AGE_IDENTITY), &sb.path("r1"), &[]);
+    assert_one_line_error(&out, 1, "restore from the damaged first store");
+    assert!(!sb.path("r1").exists());
+
+    // The second store's copy restores, byte-identical.
+    let out = sb.restore(
+        "wallet",
+        &key(AGE_IDENTITY),
+        &sb.path("r2"),
+        &["--store", "2"],
+    );
+    assert_exit(&out, 0, "restore --store 2");
+    assert_same_tree(&wallet, &sb.path("r2"));
+
+    // An unknown selector is a usage error.
+    let out = sb.restore(
+        "wallet",
+        &key(AGE_IDENTITY),
+        &sb.path("r3"),
+        &["--store", "s3"],
+    );
+    assert_one_line_error(&out, 2, "restore --store s3 without an s3 store");
+}

@@ -22,6 +22,10 @@ pub struct Args {
     /// directory, or postgresql://user@host:port/newdb for a PostgreSQL logical dump.
     #[arg(long, value_name = "PATH")]
     to: PathBuf,
+    /// Fetch from one store only: KIND (the first of that kind, e.g. `s3`), KIND:N (the
+    /// Nth of that kind) or N (the policy's Nth [[store]]), counting from 1.
+    #[arg(long, value_name = "SEL", conflicts_with = "archive")]
+    store: Option<String>,
     /// PostgreSQL physical policies: recover to this time (RFC 3339) from the newest base
     /// backup finished before it.
     #[arg(long, value_name = "RFC3339")]
@@ -67,6 +71,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
         at,
         identity_files: env.identity_files().to_vec(),
         scratch: Some(env.state.scratch()),
+        store: args.store,
     };
     let outcome = match (&args.archive, &args.name) {
         (Some(archive), _) => lifeboat::restore_archive(archive, &ids, &opts, &env.clock)?,

@@ -689,7 +689,7 @@ fn restore_logical(
             "--to {target} names no database; add it: postgresql://user@host:port/newdb"
         )));
     };
-    let stores = inventory::open_stores(policy)?;
+    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
     let found = inventory::pick(policy, inventory::backups(policy, &stores)?, id)?;
     let payload = found.manifest.payload_for(ids)?;
     let private = found.manifest.read_private(ids)?;
@@ -940,7 +940,7 @@ fn restore_physical(
         )));
     }
     let replaced = crate::restore::check_target(target, opts.force)?;
-    let stores = inventory::open_stores(policy)?;
+    let stores = inventory::open_selected(policy, opts.store.as_deref())?;
     let found = pick_base_backup(policy, inventory::backups(policy, &stores)?, id, opts.at)?;
     let payload = found.manifest.payload_for(ids)?;
     let private = found.manifest.read_private(ids)?;
