@@ -153,3 +153,50 @@ fn copy_until_consumer_stops(
 fn damaged(what: &str, e: io::Error) -> Error {
     Error::Check(format!("{what} is not a valid archive: {e}"))
 }
+
+/// Streams a catalogued backup's archive (the payload `ids` can open, from the first store
+/// holding it) into `consume`, which reads the tar, not necessarily to its end. The rest is
+/// drained, the payload checked against the manifest and the archive against the private
+/// manifest. Returns the archive's size.
+pub(crate) fn read_archive(
+    stores: &[Box<dyn crate::store::Store>],
+    found: &crate::inventory::Found,
+    ids: &Identities,
+    private: &crate::manifest::Private,
+    progress: &crate::progress::Progress,
+    consume: impl FnOnce(&mut dyn Read, &str) -> Result<()>,
+) -> Result<u64> {
+    progress.total(private.tar_size);
+    let m = &found.manifest;
+    let payload = m.payload_for(ids)?;
+    let store = &stores[found.stores[0]];
+    let what = format!(
+        "backup {} ({} in {})",
+        m.backup_id,
+        payload.object,
+        store.describe()
+    );
+    let expected = Expected {
+        sha256: &payload.sha256,
+        size: payload.size,
+    };
+    let (sha256, size) = read_plaintext(
+        store.get(&payload.object)?,
+        Some(expected),
+        ids,
+        false,
+        &what,
+        |r| {
+            let (mut hashing, digest) = HashReader::new(progress.reader(r));
+            consume(&mut hashing, &what)?;
+            io::copy(&mut hashing, &mut io::sink()).map_err(|e| damaged(&what, e))?;
+            Ok(digest.result())
+        },
+    )?;
+    if sha256 != private.tar_sha256 {
+        return Err(Error::Check(format!(
+            "{what}: archive does not match the checksum in its private manifest"
+        )));
+    }
+    Ok(size)
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::error::{Error, IoContext, Result};
-use crate::fetch::{self, Expected};
+use crate::fetch;
 use crate::inventory::{self, Found};
 use crate::keys::Identities;
 use crate::manifest::Private;
@@ -176,35 +176,9 @@ pub(crate) fn unpack_payload(
     dir: &Path,
     progress: &Progress,
 ) -> Result<u64> {
-    progress.total(private.tar_size);
-    let m = &found.manifest;
-    let payload = m.payload_for(ids)?;
-    let store = &stores[found.stores[0]];
-    let what = format!(
-        "backup {} ({} in {})",
-        m.backup_id,
-        payload.object,
-        store.describe()
-    );
-    let input = store.get(&payload.object)?;
-    let expected = Expected {
-        sha256: &payload.sha256,
-        size: payload.size,
-    };
-    let (tar_sha256, tar_size) =
-        fetch::read_plaintext(input, Some(expected), ids, false, &what, |r| {
-            let (mut hashing, digest) = crate::hash::HashReader::new(progress.reader(r));
-            unpack_tar(&mut hashing, dir, &what)?;
-            std::io::copy(&mut hashing, &mut std::io::sink())
-                .map_err(|e| Error::Check(format!("{what}: {e}")))?;
-            Ok(digest.result())
-        })?;
-    if tar_sha256 != private.tar_sha256 {
-        return Err(Error::Check(format!(
-            "{what}: archive does not match the checksum in its private manifest"
-        )));
-    }
-    Ok(tar_size)
+    fetch::read_archive(stores, found, ids, private, progress, |r, what| {
+        unpack_tar(r, dir, what)
+    })
 }
 
 /// Checks a restored copy in `dir` against its private manifest (SQLite integrity and row

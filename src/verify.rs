@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::fetch::{self, Expected};
+use crate::fetch;
 use crate::hash::sha256_of;
 use crate::inventory::Found;
 use crate::keys::Identities;
@@ -114,33 +114,11 @@ fn run(
 /// Decrypts and decompresses the whole payload that `ids` can open, checking the stored
 /// object against the manifest and the archive against the private manifest.
 pub(crate) fn full_check(stores: &[Box<dyn Store>], found: &Found, ids: &Identities) -> Result<()> {
-    let m = &found.manifest;
-    let private = m.read_private(ids)?;
-    let payload = m.payload_for(ids)?;
-    let store = &stores[found.stores[0]];
-    let what = format!(
-        "backup {} ({} in {})",
-        m.backup_id,
-        payload.object,
-        store.describe()
-    );
-    let expected = Expected {
-        sha256: &payload.sha256,
-        size: payload.size,
-    };
-    let (tar_sha256, _) = fetch::read_plaintext(
-        store.get(&payload.object)?,
-        Some(expected),
-        ids,
-        false,
-        &what,
-        |r| sha256_of(r).map_err(|e| Error::Check(format!("{what}: {e}"))),
-    )?;
-    if tar_sha256 != private.tar_sha256 {
-        return Err(Error::Check(format!(
-            "{what}: archive does not match the checksum in its private manifest"
-        )));
-    }
+    let private = found.manifest.read_private(ids)?;
+    // Reading nothing: the whole archive is drained, hashed and checked.
+    fetch::read_archive(stores, found, ids, &private, &Default::default(), |_, _| {
+        Ok(())
+    })?;
     Ok(())
 }
 

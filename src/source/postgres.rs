@@ -40,8 +40,6 @@ use self::proc::{
 use super::Captured;
 use crate::clock::Clock;
 use crate::error::{Error, IoContext, Result};
-use crate::fetch::{self, Expected};
-use crate::hash::HashReader;
 use crate::inventory::{self, Found};
 use crate::keys::Identities;
 use crate::manifest::{Private, TableCount};
@@ -462,52 +460,6 @@ fn restore_directory(
     Ok(())
 }
 
-/// Streams a catalogued backup's archive into `consume` (which must read the tar, not
-/// necessarily to its end), checking the payload against the manifest and the archive
-/// against the private manifest. Returns the archive's size.
-fn read_archive(
-    stores: &[Box<dyn Store>],
-    found: &Found,
-    ids: &Identities,
-    private: &Private,
-    progress: &Progress,
-    consume: impl FnOnce(&mut dyn Read, &str) -> Result<()>,
-) -> Result<u64> {
-    progress.total(private.tar_size);
-    let m = &found.manifest;
-    let payload = m.payload_for(ids)?;
-    let store = &stores[found.stores[0]];
-    let what = format!(
-        "backup {} ({} in {})",
-        m.backup_id,
-        payload.object,
-        store.describe()
-    );
-    let expected = Expected {
-        sha256: &payload.sha256,
-        size: payload.size,
-    };
-    let (sha256, size) = fetch::read_plaintext(
-        store.get(&payload.object)?,
-        Some(expected),
-        ids,
-        false,
-        &what,
-        |r| {
-            let (mut hashing, digest) = HashReader::new(progress.reader(r));
-            consume(&mut hashing, &what)?;
-            io::copy(&mut hashing, &mut io::sink()).map_err(|e| bad_archive(&what, e))?;
-            Ok(digest.result())
-        },
-    )?;
-    if sha256 != private.tar_sha256 {
-        return Err(Error::Check(format!(
-            "{what}: archive does not match the checksum in its private manifest"
-        )));
-    }
-    Ok(size)
-}
-
 /// Runs `sql` on `url` in a session of its own.
 fn exec(url: &PgUrl, sql: &str) -> Result<Vec<Vec<String>>> {
     let mut s = Psql::open(url, &server_what(url))?;
@@ -726,7 +678,7 @@ fn restore_logical(
     let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let staging = TempDatabase::create(&admin, "lifeboat_restore")?;
     let url = staging.url();
-    read_archive(&stores, &found, ids, &private, &opts.progress, |r, what| {
+    crate::fetch::read_archive(&stores, &found, ids, &private, &opts.progress, |r, what| {
         restore_dump(r, &url, pg.jobs, &scratch, what)
     })?;
     check_tables(&url, &private.tables)?;
@@ -1088,7 +1040,7 @@ fn drill_logical(
     let db = TempDatabase::create(&admin, "lifeboat_drill")?;
     let url = db.url();
     lap("create scratch database");
-    let restored = read_archive(
+    let restored = crate::fetch::read_archive(
         ctx.stores,
         ctx.found,
         ctx.ids,
