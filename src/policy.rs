@@ -714,6 +714,24 @@ pub struct Signing {
 
 impl Validator<'_> {
     /// Keys that only S3 stores take are errors on a local store.
+    /// Fails on the first of `keys` that is written: it does not belong in that `table`.
+    fn refuse_present(
+        &self,
+        table: &str,
+        keys: &[(&str, Option<Range<usize>>)],
+        why: &str,
+    ) -> Result<()> {
+        match keys
+            .iter()
+            .find_map(|(k, span)| span.clone().map(|s| (k, s)))
+        {
+            Some((key, span)) => {
+                Err(self.err(span, &format!("{table}.{key}"), format!("`{key}` {why}")))
+            }
+            None => Ok(()),
+        }
+    }
+
     fn no_s3_keys(&self, s: &StoreFile) -> Result<()> {
         let keys = [
             ("bucket", s.bucket.as_ref().map(Spanned::span)),
@@ -737,16 +755,7 @@ impl Validator<'_> {
             ),
             ("max_bandwidth", s.max_bandwidth.as_ref().map(Spanned::span)),
         ];
-        for (key, span) in keys {
-            if let Some(span) = span {
-                return Err(self.err(
-                    span,
-                    &format!("store.{key}"),
-                    format!("`{key}` is for kind = \"s3\" stores only"),
-                ));
-            }
-        }
-        Ok(())
+        self.refuse_present("store", &keys, "is for kind = \"s3\" stores only")
     }
 
     /// Validates a `kind = "s3"` store.
@@ -953,13 +962,11 @@ impl Validator<'_> {
                 ("mode", raw.mode.as_ref().map(Spanned::span)),
                 ("jobs", raw.jobs.as_ref().map(Spanned::span)),
             ];
-            if let Some((key, Some(span))) = pg_only.into_iter().find(|(_, s)| s.is_some()) {
-                return Err(self.err(
-                    span,
-                    &format!("source.{key}"),
-                    format!("`{key}` is for kind = \"postgres\" sources only"),
-                ));
-            }
+            self.refuse_present(
+                "source",
+                &pg_only,
+                "is for kind = \"postgres\" sources only",
+            )?;
         }
         if kind != "sqlite" {
             let sqlcipher_only = [
@@ -974,13 +981,11 @@ impl Validator<'_> {
                     raw.restore_plaintext.as_ref().map(Spanned::span),
                 ),
             ];
-            if let Some((key, Some(span))) = sqlcipher_only.into_iter().find(|(_, s)| s.is_some()) {
-                return Err(self.err(
-                    span,
-                    &format!("source.{key}"),
-                    format!("`{key}` is for kind = \"sqlite\" sources (SQLCipher) only"),
-                ));
-            }
+            self.refuse_present(
+                "source",
+                &sqlcipher_only,
+                "is for kind = \"sqlite\" sources (SQLCipher) only",
+            )?;
         }
         let path = || match &raw.path {
             Some(p) => Ok(p.get_ref().clone()),
@@ -1128,13 +1133,11 @@ impl Validator<'_> {
                     raw.restore_plaintext.as_ref().map(Spanned::span),
                 ),
             ];
-            if let Some((k, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
-                return Err(self.err(
-                    span,
-                    &format!("source.{k}"),
-                    format!("`{k}` is for SQLCipher databases: give key_file or key_env too"),
-                ));
-            }
+            self.refuse_present(
+                "source",
+                &stray,
+                "is for SQLCipher databases: give key_file or key_env too",
+            )?;
             return Ok(None);
         };
         Ok(Some(SqlCipher {
