@@ -210,6 +210,19 @@ impl Backoff {
         ))
     }
 
+    /// After a failed request: fails at once when retrying cannot help, otherwise waits
+    /// for the next attempt (or gives up past the budget).
+    pub async fn after<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &mut self,
+        e: &SdkError<E, HttpResponse>,
+    ) -> Result<()> {
+        let why = describe(e);
+        match classify(e) {
+            Class::Final => Err(self.fail(&why)),
+            _ => self.wait(&why).await,
+        }
+    }
+
     /// The final error for a failure that retrying cannot help.
     pub fn fail(&self, why: &str) -> Error {
         Error::Runtime(format!("{}: {why}", self.what))

@@ -644,13 +644,7 @@ impl Ctx {
                         None => backoff.wait("no ETag in the answer").await?,
                     }
                 }
-                Err(e) => {
-                    let why = retry::describe(&e);
-                    match retry::classify(&e) {
-                        Class::Final => return Err(backoff.fail(&why)),
-                        _ => backoff.wait(&why).await?,
-                    }
-                }
+                Err(e) => backoff.after(&e).await?,
             }
         }
     }
@@ -706,13 +700,7 @@ impl Ctx {
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(e) => {
-                    let why = retry::describe(&e);
-                    match retry::classify(&e) {
-                        Class::Final => return Err(backoff.fail(&why)),
-                        _ => backoff.wait(&why).await?,
-                    }
-                }
+                Err(e) => backoff.after(&e).await?,
             }
         }
     }
@@ -808,13 +796,7 @@ impl Ctx {
                 .await
             {
                 Ok(out) => break out,
-                Err(e) => {
-                    let why = retry::describe(&e);
-                    match retry::classify(&e) {
-                        Class::Final => return Err(backoff.fail(&why)),
-                        _ => backoff.wait(&why).await?,
-                    }
-                }
+                Err(e) => backoff.after(&e).await?,
             }
         };
         for u in uploads.uploads() {
@@ -844,13 +826,7 @@ impl Ctx {
             match result {
                 Ok(_) => return Ok(()),
                 Err(e) if retry::code(&e) == Some("NoSuchUpload") => return Ok(()),
-                Err(e) => {
-                    let why = retry::describe(&e);
-                    match retry::classify(&e) {
-                        Class::Final => return Err(backoff.fail(&why)),
-                        _ => backoff.wait(&why).await?,
-                    }
-                }
+                Err(e) => backoff.after(&e).await?,
             }
         }
     }
@@ -892,13 +868,7 @@ impl Ctx {
                         self.describe()
                     )));
                 }
-                Err(e) => {
-                    let why = retry::describe(&e);
-                    match retry::classify(&e) {
-                        Class::Final => return Err(backoff.fail(&why)),
-                        _ => backoff.wait(&why).await?,
-                    }
-                }
+                Err(e) => backoff.after(&e).await?,
             }
         }
     }
@@ -920,13 +890,7 @@ impl Ctx {
                     .await;
                 match result {
                     Ok(out) => break out,
-                    Err(e) => {
-                        let why = retry::describe(&e);
-                        match retry::classify(&e) {
-                            Class::Final => return Err(backoff.fail(&why)),
-                            _ => backoff.wait(&why).await?,
-                        }
-                    }
+                    Err(e) => backoff.after(&e).await?,
                 }
             };
             for o in page.contents() {
@@ -970,13 +934,7 @@ impl Ctx {
                     Err(e) if matches!(retry::status(&e), Some(501) | Some(405)) => {
                         return Ok(None);
                     }
-                    Err(e) => {
-                        let why = retry::describe(&e);
-                        match retry::classify(&e) {
-                            Class::Final => return Err(backoff.fail(&why)),
-                            _ => backoff.wait(&why).await?,
-                        }
-                    }
+                    Err(e) => backoff.after(&e).await?,
                 }
             };
             for v in page.versions() {
@@ -1036,13 +994,7 @@ impl Ctx {
                             retry::describe(&e)
                         )));
                     }
-                    Err(e) => {
-                        let why = retry::describe(&e);
-                        match retry::classify(&e) {
-                            Class::Final => return Err(backoff.fail(&why)),
-                            _ => backoff.wait(&why).await?,
-                        }
-                    }
+                    Err(e) => backoff.after(&e).await?,
                 }
             }
         }
