@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use common::{
     AGE_IDENTITY, AGE_RECIPIENT, OPENPGP_PUBLIC, OPENPGP_SECRET, Sandbox, assert_exit, key,
     make_wallet, s,
@@ -23,16 +23,11 @@ const T0: &str = "2026-03-02T03:00:00Z";
 
 /// `T0` plus `secs` seconds, as RFC 3339.
 fn at(secs: i64) -> String {
-    let t0 = DateTime::parse_from_rfc3339(T0)
-        .unwrap()
-        .with_timezone(&Utc);
-    (t0 + Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    common::rfc3339_plus(T0, secs)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap_or_else(|e| panic!("not a time {v}: {e}"))
-        .with_timezone(&Utc)
+    common::json_time(v)
 }
 
 /// A stable policy id derived from the name, so a rewritten policy keeps its backups.

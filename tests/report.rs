@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use common::{AGE_IDENTITY, AGE_RECIPIENT, GnupgHome, Sandbox, assert_exit, key, make_wallet, s};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -22,16 +22,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// `T0` plus `secs` seconds, as RFC 3339.
 fn at(secs: i64) -> String {
-    let t0 = DateTime::parse_from_rfc3339(T0)
-        .unwrap()
-        .with_timezone(&Utc);
-    (t0 + Duration::seconds(secs)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    common::rfc3339_plus(T0, secs)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap_or_else(|e| panic!("not a time {v}: {e}"))
-        .with_timezone(&Utc)
+    common::json_time(v)
 }
 
 fn f64_of(v: &Value) -> f64 {

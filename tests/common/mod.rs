@@ -607,3 +607,20 @@ impl Drop for GnupgHome {
             .status();
     }
 }
+
+// ---- time ------------------------------------------------------------------------------
+
+/// `t0` (RFC 3339) plus `secs` seconds, as RFC 3339 (for `LIFEBOAT_NOW`).
+pub fn rfc3339_plus(t0: &str, secs: i64) -> String {
+    let t0 = chrono::DateTime::parse_from_rfc3339(t0)
+        .unwrap_or_else(|e| panic!("not a time {t0}: {e}"))
+        .with_timezone(&chrono::Utc);
+    (t0 + chrono::Duration::seconds(secs)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A JSON string holding an RFC 3339 time.
+pub fn json_time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+        .unwrap_or_else(|e| panic!("not a time {v}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
