@@ -84,6 +84,10 @@ pub struct DrillResult {
     pub rto: Objective,
     pub rpo: Objective,
     pub phases: Vec<Phase>,
+    /// SQLite policies: the check the `integrity_check` phase ran (`[verify] sqlite_check`:
+    /// `integrity_check` or `quick_check`), as it decides much of the RTO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite_check: Option<String>,
     pub bytes: Bytes,
     pub failure: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +145,8 @@ pub fn drill(
         rto: Objective::new(policy.objectives.rto, None),
         rpo: Objective::new(policy.objectives.rpo, None),
         phases: Vec::new(),
+        sqlite_check: matches!(policy.source, crate::policy::SourceSpec::Sqlite { .. })
+            .then(|| policy.expectations.sqlite_check.pragma().to_string()),
         bytes: Bytes::default(),
         failure: None,
         kept_at: None,
@@ -200,7 +206,7 @@ fn run(
     )?;
     result.phases.push(stopwatch.lap("decrypt+decompress"));
 
-    let item = check_restored(&policy.source, staging.path(), &private)?;
+    let item = check_restored(policy, staging.path(), &private)?;
     result.phases.push(stopwatch.lap("integrity_check"));
 
     check_expectations(policy, &item)?;

@@ -174,6 +174,32 @@ pub struct Expectations {
     pub min_rows: Vec<(String, u64)>,
     /// Files: minimum number of regular files in the tree.
     pub files_min: Option<u64>,
+    /// SQLite: which check every restore, verification and drill runs on the restored
+    /// database (`sqlite_check`).
+    pub sqlite_check: SqliteCheck,
+}
+
+/// The SQLite check run on a restored database. The restored bytes are already proven equal
+/// to the backed-up ones (sha256 bound by the private manifest), so the check is about the
+/// source's own health; `quick_check` skips the index-versus-table cross-check, which is
+/// most of `integrity_check`'s time (about 3x faster), and so most of a database's RTO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteCheck {
+    /// `PRAGMA integrity_check` (the default).
+    #[default]
+    Integrity,
+    /// `PRAGMA quick_check`.
+    Quick,
+}
+
+impl SqliteCheck {
+    /// The pragma, which is also the policy value: `integrity_check` or `quick_check`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            SqliteCheck::Integrity => "integrity_check",
+            SqliteCheck::Quick => "quick_check",
+        }
+    }
 }
 
 /// Notifications (`[notify]`). The webhook URL is a secret: the policy names only the
@@ -249,6 +275,7 @@ struct VerifyFile {
     #[serde(default)]
     min_rows: std::collections::BTreeMap<String, u64>,
     files_min: Option<u64>,
+    sqlite_check: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -627,6 +654,7 @@ impl Validator<'_> {
                 )
             })?),
         };
+        let sqlite_check = self.sqlite_check(&raw.verify, &source)?;
         let objectives = Objectives {
             rto: self.duration(&raw.objectives.rto, "objectives.rto")?,
             rpo: self.duration(&raw.objectives.rpo, "objectives.rpo")?,
@@ -661,6 +689,7 @@ impl Validator<'_> {
                 tables: raw.verify.tables,
                 min_rows: raw.verify.min_rows.into_iter().collect(),
                 files_min: raw.verify.files_min,
+                sqlite_check,
             },
             drill: DrillSettings {
                 scratch: raw.drill.scratch,
@@ -669,6 +698,32 @@ impl Validator<'_> {
             },
             signing: self.signing(&raw.signing)?,
         })
+    }
+
+    fn sqlite_check(&self, raw: &VerifyFile, source: &SourceSpec) -> Result<SqliteCheck> {
+        let Some(v) = &raw.sqlite_check else {
+            return Ok(SqliteCheck::default());
+        };
+        let key = "verify.sqlite_check";
+        if !matches!(source, SourceSpec::Sqlite { .. }) {
+            return Err(self.err(
+                v.span(),
+                key,
+                format!(
+                    "sqlite_check applies to SQLite sources; this is a {} source",
+                    source.kind()
+                ),
+            ));
+        }
+        match v.get_ref().as_str() {
+            "integrity_check" => Ok(SqliteCheck::Integrity),
+            "quick_check" => Ok(SqliteCheck::Quick),
+            other => Err(self.err(
+                v.span(),
+                key,
+                format!("unknown check {other:?}; expected \"integrity_check\" or \"quick_check\""),
+            )),
+        }
     }
 
     fn signing(&self, raw: &SigningFile) -> Result<Signing> {

@@ -102,7 +102,7 @@ pub fn restore(
     }
     let staging = Staging::beside(&opts.target)?;
     let item = unpack_backup(
-        &policy.source,
+        policy,
         &stores,
         &found,
         ids,
@@ -154,7 +154,7 @@ pub fn restore_archive(
 /// Unpacks a catalogued backup into the empty directory `dir` and checks it against its
 /// private manifest; returns the restored item (the database file, or `dir` for a tree).
 pub(crate) fn unpack_backup(
-    source: &SourceSpec,
+    policy: &Policy,
     stores: &[Box<dyn Store>],
     found: &Found,
     ids: &Identities,
@@ -163,7 +163,7 @@ pub(crate) fn unpack_backup(
     progress: &Progress,
 ) -> Result<PathBuf> {
     unpack_payload(stores, found, ids, private, dir, progress)?;
-    check_restored(source, dir, private)
+    check_restored(policy, dir, private)
 }
 
 /// Streams the payload into `dir`: sha256 and size checked against the manifest, the
@@ -181,20 +181,17 @@ pub(crate) fn unpack_payload(
     })
 }
 
-/// Checks a restored copy in `dir` against its private manifest (SQLite integrity and row
-/// counts, or every entry of the tree); returns the restored item.
-pub(crate) fn check_restored(
-    source: &SourceSpec,
-    dir: &Path,
-    private: &Private,
-) -> Result<PathBuf> {
+/// Checks a restored copy in `dir` against its private manifest (the policy's SQLite check
+/// and row counts, or every entry of the tree); returns the restored item.
+pub(crate) fn check_restored(policy: &Policy, dir: &Path, private: &Private) -> Result<PathBuf> {
     let what = format!("backup {}", private.backup_id);
-    match source {
+    let check = policy.expectations.sqlite_check;
+    match &policy.source {
         SourceSpec::Sqlite { cipher, .. } => {
             let db = single_file(dir, &what)?;
             fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).at("cannot chmod", &db)?;
             // SQLCipher: opened with the key; decrypted only with `restore_plaintext`.
-            source::check_restored_database(&db, &private.tables, cipher.as_ref())?;
+            source::check_restored_database(&db, &private.tables, cipher.as_ref(), check)?;
             // Opening the database may leave -wal/-shm beside it; keep only the file.
             for suffix in ["-wal", "-shm"] {
                 let _ = fs::remove_file(format!("{}{suffix}", db.display()));

@@ -98,7 +98,7 @@ fn run(
             }
             let staging = Staging::inside(&state.scratch(), "verify")?;
             let item = unpack_backup(
-                &policy.source,
+                policy,
                 stores,
                 found,
                 ids,

@@ -244,6 +244,7 @@ fn drill_within_objectives_passes_with_the_full_json_shape() {
         "rto",
         "rpo",
         "phases",
+        "sqlite_check",
         "bytes",
         "failure",
     ]
@@ -600,6 +601,87 @@ fn sqlite_expectations_fail_the_drill_naming_the_table() {
     let d = drill_json(&sb, &at(180), &["shop"], 1);
     let failure = d["failure"].as_str().expect("failure set");
     assert!(failure.contains("refunds"), "{failure}");
+}
+
+/// `[verify] sqlite_check` decides which pragma restores and drills run: on a database whose
+/// index disagrees with its table, `quick_check` (pages and b-trees only) passes where
+/// `integrity_check` (also every index entry against its row) fails; the drill says which.
+#[test]
+fn sqlite_check_chooses_the_pragma_restores_and_drills_run() {
+    let sb = Sandbox::new();
+    let db = sb.path("src/shop/shop.db");
+    orders_db(&db, 300);
+    let conn = Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE INDEX orders_cents ON orders(cents);
+         PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = 'CREATE INDEX orders_cents ON orders(item)'
+           WHERE name = 'orders_cents';",
+    )
+    .unwrap();
+    drop(conn);
+    let write = |verify: &str| {
+        write_policy(
+            &sb,
+            "shop",
+            "sqlite",
+            &db,
+            false,
+            &format!("[objectives]\nrto = \"10m\"\n\n[verify]\n{verify}"),
+        )
+    };
+    write("");
+    backup_at(&sb, "shop", &at(0));
+
+    let d = drill_json(&sb, &at(60), &["shop"], 1);
+    assert_eq!(d["sqlite_check"], "integrity_check", "{d:#}");
+    let failure = d["failure"].as_str().expect("failure set");
+    assert!(
+        failure.contains("fails integrity_check") && failure.contains("orders_cents"),
+        "{failure}"
+    );
+    let target = sb.path("restored/shop.db");
+    let restore = |code| {
+        let out = sb
+            .command()
+            .args(["--identity", s(&key(AGE_IDENTITY)), "restore", "shop"])
+            .arg("--to")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_exit(&out, code, "restore shop");
+    };
+    restore(1);
+    assert!(
+        !target.exists(),
+        "a restore that fails its check leaves nothing"
+    );
+
+    write("sqlite_check = \"quick_check\"\n");
+    let d = drill_json(&sb, &at(120), &["shop"], 0);
+    assert_eq!(d["sqlite_check"], "quick_check", "{d:#}");
+    assert_eq!(d["passed"], true, "{d:#}");
+    let names: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fetch",
+            "decrypt+decompress",
+            "integrity_check",
+            "expectations"
+        ]
+    );
+    restore(0);
+    let rows: i64 = Connection::open(&target)
+        .unwrap()
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 300);
 }
 
 #[test]
