@@ -66,6 +66,12 @@ fn run_at(sb: &Sandbox, now: &str, args: &[&str]) -> Output {
         .expect("run lifeboat")
 }
 
+/// Writes the SQLite policy `shop` for `db` with an RTO of 10 minutes and `[verify]` `verify`.
+fn shop_policy_verifying(sb: &Sandbox, db: &Path, verify: &str) {
+    let extra = format!("[objectives]\nrto = \"10m\"\nrpo = \"1d\"\n\n[verify]\n{verify}");
+    write_policy(sb, "shop", "sqlite", db, false, &extra);
+}
+
 /// `lifeboat backup NAME --json` at `now`, asserted to succeed; returns its one outcome.
 fn backup_at(sb: &Sandbox, name: &str, now: &str) -> Value {
     let out = run_at(sb, now, &["backup", name, "--json"]);
@@ -565,16 +571,7 @@ fn sqlite_expectations_fail_the_drill_naming_the_table() {
     let sb = Sandbox::new();
     let db = sb.path("src/shop/shop.db");
     orders_db(&db, 1234);
-    let write = |verify: &str| {
-        write_policy(
-            &sb,
-            "shop",
-            "sqlite",
-            &db,
-            false,
-            &format!("[objectives]\nrto = \"10m\"\nrpo = \"1d\"\n\n[verify]\n{verify}"),
-        )
-    };
+    let write = |verify: &str| shop_policy_verifying(&sb, &db, verify);
     write("tables = [\"orders\"]\nmin_rows = { orders = 1234 }\n");
     backup_at(&sb, "shop", &at(0));
     let d = drill_json(&sb, &at(60), &["shop"], 0);
@@ -620,16 +617,7 @@ fn sqlite_check_chooses_the_pragma_restores_and_drills_run() {
     )
     .unwrap();
     drop(conn);
-    let write = |verify: &str| {
-        write_policy(
-            &sb,
-            "shop",
-            "sqlite",
-            &db,
-            false,
-            &format!("[objectives]\nrto = \"10m\"\n\n[verify]\n{verify}"),
-        )
-    };
+    let write = |verify: &str| shop_policy_verifying(&sb, &db, verify);
     write("");
     backup_at(&sb, "shop", &at(0));
 
