@@ -211,10 +211,6 @@ pub fn check_restored_database(
         && sqlcipher::is_encrypted(path)
     {
         sqlcipher::integrity_check(&conn, c)?;
-    } else {
-        // Pages read through a memory map, not copied by one pread each: the check reads
-        // the whole file, and this takes ~15% off it (measured for benches/pipeline.rs).
-        let _ = conn.execute_batch("PRAGMA mmap_size = 1099511627776");
     }
     check_contents(&conn, expected, check)?;
     drop(conn);
