@@ -335,7 +335,7 @@ pub fn detect_envelope(head: &[u8]) -> Option<Envelope> {
 pub fn decrypt_reader<'a, R: Read + Send + Sync + 'a>(
     r: R,
     ids: &Identities,
-) -> std::result::Result<Box<dyn Read + 'a>, DecryptFailure> {
+) -> std::result::Result<Box<dyn Read + Send + 'a>, DecryptFailure> {
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let head = r
         .fill_buf()

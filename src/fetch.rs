@@ -89,8 +89,9 @@ fn decrypt_into(
         Ok(head) => codec::detect_envelope(head).is_some(),
         Err(e) => Err(Error::Runtime(format!("cannot read {what}: {e}")))?,
     };
-    // Decompression runs here too, so that decrypt + decompress on this thread overlap
-    // unpacking and writing on the consumer's.
+    // Decompression runs here, decryption (with reading and hashing the payload) on a
+    // thread of its own: three stages overlap on the cores, and the consumer's (unpack,
+    // hash, write) is the longest.
     let result = if !encrypted && allow_plain {
         match codec::decompress_reader(&mut input) {
             Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &|e| damaged(what, e)),
@@ -98,11 +99,29 @@ fn decrypt_into(
         }
     } else {
         let undecryptable = |e: io::Error| DecryptFailure::Damaged(e.to_string()).into_error(what);
-        let copied = codec::decrypt_reader(&mut input, ids).map(|plain| {
-            match codec::decompress_reader(BufReader::with_capacity(256 * 1024, plain)) {
-                Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &undecryptable),
-                Err(e) => Err(undecryptable(e)),
-            }
+        let copied = codec::decrypt_reader(&mut input, ids).map(|mut plain| {
+            std::thread::scope(|scope| {
+                let (mut decrypted, compressed) = pipe::channel();
+                let decrypting = scope.spawn(move || {
+                    let r = copy_until_consumer_stops(&mut plain, &mut decrypted, &undecryptable);
+                    match &r {
+                        Ok(_) => drop(decrypted.finish()),
+                        Err(e) => decrypted.fail(e.to_string()),
+                    }
+                    r
+                });
+                let compressed = BufReader::with_capacity(256 * 1024, compressed);
+                let decompressed = match codec::decompress_reader(compressed) {
+                    Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &undecryptable),
+                    Err(e) => Err(undecryptable(e)),
+                };
+                // A failed decryption is the root cause of whatever decompression then saw.
+                match decrypting.join() {
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(_)) => decompressed,
+                    Err(_) => Err(Error::Runtime("decryption thread panicked".into())),
+                }
+            })
         });
         match copied {
             Ok(copied) => copied,
