@@ -1504,7 +1504,13 @@ fn borg_cases(env: &Env, corpus: &Corpus, parts: &[Part], cases: &mut Vec<Case>)
     let archive = format!("{}::bench", repo.display());
     for part in parts {
         // zstd level 3 like lifeboat (borg's default is lz4: faster, larger output).
-        let mut argv = vec!["borg", "create", "--compression", "zstd,3", archive.as_str()];
+        let mut argv = vec![
+            "borg",
+            "create",
+            "--compression",
+            "zstd,3",
+            archive.as_str(),
+        ];
         argv.extend(part.paths.iter().copied());
         let (r, b, v, logs) = (repo.clone(), base.clone(), vars.clone(), dir.join("logs"));
         cases.push(Case {

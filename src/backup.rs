@@ -384,9 +384,11 @@ fn backup_once(
 }
 
 /// Compresses the source stream once and encrypts it for each envelope; returns the sha256
-/// and size of the archive (the tar stream).
+/// and size of the archive (the tar stream). Compression (hashing the archive, feeding
+/// zstd's workers) runs on a thread of its own, so it never waits for encryption, hashing
+/// and writing the payloads, which stay on the calling thread.
 fn stream(
-    source: &mut dyn io::Read,
+    source: &mut (dyn io::Read + Send),
     sinks: &mut [HashWriter<Fanout>],
     envelopes: &[Envelope],
     policy: &Policy,
@@ -398,19 +400,36 @@ fn stream(
         .zip(envelopes)
         .map(|(sink, e)| e.writer(&policy.recipients, sink, false))
         .collect::<Result<Vec<_>>>()?;
-    let compressor = policy
-        .compression
-        .writer(Tee(encryptors))
-        .map_err(write_err)?;
-    let mut archive = HashWriter::new(compressor);
-    // Large writes: io::copy alone would feed zstd 8 KiB at a time, ~20% slower than the
-    // pipe's 256 KiB chunks (benches/pipeline.rs).
-    let mut source = io::BufReader::with_capacity(256 * 1024, source);
-    io::copy(&mut source, &mut archive).map_err(write_err)?;
-    let (compressor, sha256, size) = archive.finish();
-    let tee = compressor.finish().map_err(write_err)?;
-    for enc in tee.0 {
-        enc.finish().map_err(write_err)?;
-    }
-    Ok((sha256, size))
+    std::thread::scope(|scope| {
+        let (compressed, to_encrypt) = crate::pipe::channel();
+        let compressing = scope.spawn(move || -> io::Result<(String, u64)> {
+            let mut archive = HashWriter::new(policy.compression.writer(compressed)?);
+            // Large writes: io::copy alone would feed zstd 8 KiB at a time, ~20% slower
+            // than the pipe's 256 KiB chunks (benches/pipeline.rs).
+            let mut source = io::BufReader::with_capacity(256 * 1024, source);
+            io::copy(&mut source, &mut archive)?;
+            let (compressor, sha256, size) = archive.finish();
+            compressor.finish()?.finish()?;
+            Ok((sha256, size))
+        });
+        let encrypted = (|| -> Result<()> {
+            let mut tee = Tee(encryptors);
+            let mut to_encrypt = io::BufReader::with_capacity(256 * 1024, to_encrypt);
+            io::copy(&mut to_encrypt, &mut tee).map_err(write_err)?;
+            for enc in tee.0 {
+                enc.finish().map_err(write_err)?;
+            }
+            Ok(())
+        })();
+        let compressed = compressing
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("compression thread panicked")));
+        match (compressed, encrypted) {
+            (Ok(v), Ok(())) => Ok(v),
+            // The encrypting side stopped first (a store failed): its error is the cause.
+            (Err(c), Err(e)) if c.kind() == io::ErrorKind::BrokenPipe => Err(e),
+            (Err(c), _) => Err(write_err(c)),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
 }

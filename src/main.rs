@@ -12,5 +12,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // One malloc arena. Each pipeline stage runs on a thread of its own, and glibc would
+    // give each thread an arena that keeps what it freed: a backup's peak RSS grew by ~8 MiB
+    // without this, for no measurable speed (the hot loops do not allocate; benches/).
+    // SAFETY: a plain tuning call before any thread starts.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     cli::main()
 }

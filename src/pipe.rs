@@ -4,9 +4,13 @@
 //! The stream ends cleanly only when the producer calls [`PipeWriter::finish`]; a producer
 //! that fails or stops early makes the reader fail, so a consumer never takes a short
 //! stream for a complete one.
+//!
+//! The reader hands every chunk it has read back to the writer, which fills it again: no
+//! allocation per chunk, and no memory allocated on one thread and freed on another (which
+//! makes glibc's per-thread arenas grow).
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel as unbounded, sync_channel};
 use std::thread::JoinHandle;
 
 const CHUNK: usize = 256 * 1024;
@@ -15,16 +19,19 @@ const DEPTH: usize = 8;
 /// A connected writer/reader pair.
 pub fn channel() -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(DEPTH);
+    let (back_tx, back_rx) = unbounded();
     (
         PipeWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
             done: false,
+            empty: back_rx,
         },
         PipeReader {
             rx,
             chunk: Vec::new(),
             pos: 0,
+            empty: back_tx,
         },
     )
 }
@@ -34,6 +41,8 @@ pub struct PipeWriter {
     tx: SyncSender<io::Result<Vec<u8>>>,
     buf: Vec<u8>,
     done: bool,
+    /// Chunks the reader is done with.
+    empty: Receiver<Vec<u8>>,
 }
 
 impl PipeWriter {
@@ -64,7 +73,12 @@ impl Write for PipeWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let mut next = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        next.clear();
+        let chunk = std::mem::replace(&mut self.buf, next);
         self.tx
             .send(Ok(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "pipeline reader stopped"))
@@ -86,6 +100,8 @@ pub struct PipeReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
+    /// Where read chunks go back to the writer.
+    empty: Sender<Vec<u8>>,
 }
 
 impl Read for PipeReader {
@@ -93,7 +109,11 @@ impl Read for PipeReader {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let read = std::mem::replace(&mut self.chunk, chunk);
+                    if read.capacity() > 0 {
+                        // The writer may be gone; the chunk is then freed here.
+                        let _ = self.empty.send(read);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),

@@ -26,6 +26,7 @@ pub fn run(env: &Env, args: Args) -> lifeboat::Result<u8> {
     for p in &policies {
         let (progress, bar) = super::progress(args.json, &p.name);
         let result = lifeboat::backup(p, &env.state, &catalog, &env.clock, &progress);
+        super::release_freed_memory();
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
