@@ -1031,10 +1031,10 @@ impl Measured {
 
 /// Measures every case `runs` times, round-robin (run 1 of every case, then run 2, ...), so
 /// that load from elsewhere on the machine weighs on every tool alike. A restore case runs
-/// right after its backup case, then its outputs are removed. Each run starts at a different
-/// backup/restore pair: the first case after the previous run's clean-up was measured up to
-/// 1.9x slower (the kernel still reclaiming what it removed), so no case may be first in
-/// more than one run, and the median leaves that run out.
+/// right after its backup case, then its outputs are removed. After run 1, the pairs run in
+/// a different (seeded) order each run: the case that came right after borg's whole-corpus
+/// restore was measured up to 1.9x slower, in every run, so no case may keep one neighbour;
+/// the median then leaves such a run out.
 fn measure_all(cases: &[Case], runs: usize, logs: &Path) -> Vec<Measured> {
     let mut all: Vec<Measured> = cases
         .iter()
@@ -1056,12 +1056,21 @@ fn measure_all(cases: &[Case], runs: usize, logs: &Path) -> Vec<Measured> {
                 && p[0].part.name == p[1].part.name
         });
     let pairs = if paired { cases.len() / 2 } else { 1 };
+    let mut rng = Rng::new(0x5eed_0f0d);
     for run in 0..runs {
         eprintln!("run {}/{runs}", run + 1);
-        let start = 2 * (run * pairs / runs);
-        let order: Vec<usize> = (0..cases.len())
-            .map(|i| (start + i) % cases.len())
-            .collect();
+        let mut pair_order: Vec<usize> = (0..pairs).collect();
+        if run > 0 {
+            // Fisher-Yates.
+            for i in (1..pairs).rev() {
+                pair_order.swap(i, (rng.u64() % (i as u64 + 1)) as usize);
+            }
+        }
+        let order: Vec<usize> = if paired {
+            pair_order.iter().flat_map(|p| [2 * p, 2 * p + 1]).collect()
+        } else {
+            (0..cases.len()).collect()
+        };
         for i in order {
             let (case, m) = (&cases[i], &mut all[i]);
             if m.error.is_some() {
