@@ -59,6 +59,29 @@ pub fn preflight(spec: &SourceSpec) -> Result<()> {
     }
 }
 
+/// Checks that every table recorded at backup time (`expected`) is among the tables of a
+/// restored database (`found`) with the same row count.
+fn compare_tables(expected: &[TableCount], found: &[TableCount]) -> Result<()> {
+    for t in expected {
+        match found.iter().find(|f| f.name == t.name) {
+            None => {
+                return Err(crate::Error::Check(format!(
+                    "restored database lacks table {:?}",
+                    t.name
+                )));
+            }
+            Some(f) if f.rows != t.rows => {
+                return Err(crate::Error::Check(format!(
+                    "restored table {:?} has {} rows, backup recorded {}",
+                    t.name, f.rows, t.rows
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Starts producing the tar stream of `spec` on its own thread. Any temporary plaintext
 /// (an SQLite snapshot) lives under `scratch` in a 0700 directory removed on every path.
 pub fn start(spec: &SourceSpec, scratch: &Path, clock: &Clock) -> Result<Running> {

@@ -552,23 +552,7 @@ fn check_tables(url: &PgUrl, expected: &[TableCount]) -> Result<Vec<TableCount>>
     let mut s = Psql::open(url, &server_what(url))?;
     let found = table_counts(&mut s)?;
     s.close()?;
-    for t in expected {
-        match found.iter().find(|f| f.name == t.name) {
-            None => {
-                return Err(Error::Check(format!(
-                    "restored database lacks table {:?}",
-                    t.name
-                )));
-            }
-            Some(f) if f.rows != t.rows => {
-                return Err(Error::Check(format!(
-                    "restored table {:?} has {} rows, backup recorded {}",
-                    t.name, f.rows, t.rows
-                )));
-            }
-            Some(_) => {}
-        }
-    }
+    super::compare_tables(expected, &found)?;
     Ok(found)
 }
 

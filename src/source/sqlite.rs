@@ -415,23 +415,7 @@ fn check_contents(conn: &Connection, expected: &[TableCount], check: SqliteCheck
     }
     let found = table_counts(conn)
         .map_err(|e| Error::Check(format!("restored database cannot be read: {e}")))?;
-    for t in expected {
-        match found.iter().find(|f| f.name == t.name) {
-            None => {
-                return Err(Error::Check(format!(
-                    "restored database lacks table {:?}",
-                    t.name
-                )));
-            }
-            Some(f) if f.rows != t.rows => {
-                return Err(Error::Check(format!(
-                    "restored table {:?} has {} rows, backup recorded {}",
-                    t.name, f.rows, t.rows
-                )));
-            }
-            Some(_) => {}
-        }
-    }
+    super::compare_tables(expected, &found)?;
     Ok(())
 }
 
