@@ -108,6 +108,16 @@ fn drill_json(sb: &Sandbox, now: &str, args: &[&str], code: i32) -> Value {
     })
 }
 
+/// The names of a drill's phases, in order.
+fn phase_names(d: &Value) -> Vec<&str> {
+    d["phases"]
+        .as_array()
+        .expect("phases array")
+        .iter()
+        .map(|p| p["name"].as_str().expect("phase name"))
+        .collect()
+}
+
 /// An SQLite database (rollback journal) with table `orders` holding `rows` rows.
 fn orders_db(path: &Path, rows: usize) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -275,9 +285,8 @@ fn drill_within_objectives_passes_with_the_full_json_shape() {
     assert_eq!(f64_of(&d["rpo"]["measured_seconds"]), 600.0);
 
     let phases = d["phases"].as_array().expect("phases array");
-    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
-        names,
+        phase_names(&d),
         [
             "fetch",
             "decrypt+decompress",
@@ -586,13 +595,10 @@ fn sqlite_expectations_fail_the_drill_naming_the_table() {
         "failure should name the table and the counts: {failure}"
     );
     // The restore and its integrity check ran; only the expectations phase did not pass.
-    let names: Vec<&str> = d["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["fetch", "decrypt+decompress", "integrity_check"]);
+    assert_eq!(
+        phase_names(&d),
+        ["fetch", "decrypt+decompress", "integrity_check"]
+    );
 
     write("tables = [\"orders\", \"refunds\"]\n");
     let d = drill_json(&sb, &at(180), &["shop"], 1);
@@ -649,14 +655,8 @@ fn sqlite_check_chooses_the_pragma_restores_and_drills_run() {
     let d = drill_json(&sb, &at(120), &["shop"], 0);
     assert_eq!(d["sqlite_check"], "quick_check", "{d:#}");
     assert_eq!(d["passed"], true, "{d:#}");
-    let names: Vec<&str> = d["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        phase_names(&d),
         [
             "fetch",
             "decrypt+decompress",
