@@ -99,30 +99,8 @@ fn decrypt_into(
         }
     } else {
         let undecryptable = |e: io::Error| DecryptFailure::Damaged(e.to_string()).into_error(what);
-        let copied = codec::decrypt_reader(&mut input, ids).map(|mut plain| {
-            std::thread::scope(|scope| {
-                let (mut decrypted, compressed) = pipe::channel();
-                let decrypting = scope.spawn(move || {
-                    let r = copy_until_consumer_stops(&mut plain, &mut decrypted, &undecryptable);
-                    match &r {
-                        Ok(_) => drop(decrypted.finish()),
-                        Err(e) => decrypted.fail(e.to_string()),
-                    }
-                    r
-                });
-                let compressed = BufReader::with_capacity(256 * 1024, compressed);
-                let decompressed = match codec::decompress_reader(compressed) {
-                    Ok(mut plain) => copy_until_consumer_stops(&mut plain, &mut w, &undecryptable),
-                    Err(e) => Err(undecryptable(e)),
-                };
-                // A failed decryption is the root cause of whatever decompression then saw.
-                match decrypting.join() {
-                    Ok(Err(e)) => Err(e),
-                    Ok(Ok(_)) => decompressed,
-                    Err(_) => Err(Error::Runtime("decryption thread panicked".into())),
-                }
-            })
-        });
+        let copied = codec::decrypt_reader(&mut input, ids)
+            .map(|plain| decompress_decrypted(plain, &mut w, &undecryptable));
         match copied {
             Ok(copied) => copied,
             Err(e) => {
@@ -146,6 +124,36 @@ fn decrypt_into(
             Err(e)
         }
     }
+}
+
+/// Decrypts `plain` on a thread of its own and decompresses what it yields here, into `w`;
+/// `Ok(true)` means the consumer stopped reading.
+fn decompress_decrypted(
+    mut plain: Box<dyn Read + Send + '_>,
+    w: &mut pipe::PipeWriter,
+    read_error: &(dyn Fn(io::Error) -> Error + Sync),
+) -> Result<bool> {
+    std::thread::scope(|scope| {
+        let (mut decrypted, compressed) = pipe::channel();
+        let decrypting = scope.spawn(move || {
+            let r = copy_until_consumer_stops(&mut plain, &mut decrypted, read_error);
+            match &r {
+                Ok(_) => drop(decrypted.finish()),
+                Err(e) => decrypted.fail(e.to_string()),
+            }
+            r
+        });
+        let compressed = BufReader::with_capacity(256 * 1024, compressed);
+        let decompressed = codec::decompress_reader(compressed)
+            .map_err(read_error)
+            .and_then(|mut plain| copy_until_consumer_stops(&mut plain, w, read_error));
+        // A failed decryption is the root cause of whatever decompression then saw.
+        match decrypting.join() {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => decompressed,
+            Err(_) => Err(Error::Runtime("decryption thread panicked".into())),
+        }
+    })
 }
 
 /// Copies until the end of `r`. A read error fails (it is the decryptor's verdict on the

@@ -192,12 +192,12 @@ fn read_transaction(
         .map_err(|e| open_error(path, e))?;
     let captured_at = clock.now();
     // The first read fixes the transaction's snapshot; everything below reads that state.
-    let pragma = |p: &str| src.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0));
-    let (page_size, page_count) = (pragma("page_size"), pragma("page_count"));
-    let (page_size, page_count) = match (page_size, page_count) {
-        (Ok(s), Ok(c)) => (s as u64, c as u64),
-        (Err(e), _) | (_, Err(e)) => return Err(open_error(path, e)),
+    let pragma = |p: &str| {
+        src.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| open_error(path, e))
     };
+    let (page_size, page_count) = (pragma("page_size")?, pragma("page_count")?);
     let tables = table_counts(&src).map_err(|e| open_error(path, e))?;
     Ok(Ok(Snapshot {
         copy: Copy::Pages {
@@ -223,7 +223,9 @@ impl Snapshot {
         header.set_mode(0o600);
         header.set_mtime(self.captured_at.timestamp().max(0) as u64);
         let mut builder = tar::Builder::new(w);
-        let stream_err = |e: std::io::Error| Error::Runtime(format!("cannot stream snapshot: {e}"));
+        fn stream_err(e: impl std::fmt::Display) -> Error {
+            Error::Runtime(format!("cannot stream snapshot: {e}"))
+        }
         match self.copy {
             Copy::File { dir, file } => {
                 let mut f = std::fs::File::open(&file).at("cannot open snapshot", &file)?;
@@ -240,13 +242,9 @@ impl Snapshot {
                 page_count,
             } => {
                 header.set_size(page_size * page_count);
-                let mut stmt = conn
-                    .prepare(PAGES)
-                    .map_err(|e| Error::Runtime(format!("cannot stream snapshot: {e}")))?;
+                let mut stmt = conn.prepare(PAGES).map_err(stream_err)?;
                 let mut pages = PageReader {
-                    rows: stmt
-                        .query([])
-                        .map_err(|e| Error::Runtime(format!("cannot stream snapshot: {e}")))?,
+                    rows: stmt.query([]).map_err(stream_err)?,
                     next: 1,
                     count: page_count,
                     size: page_size as usize,
