@@ -181,6 +181,29 @@ fn damaged(what: &str, e: io::Error) -> Error {
     Error::Check(format!("{what} is not a valid archive: {e}"))
 }
 
+/// Streams a stored payload (`payload.object` in `store`) through decryption and
+/// decompression into `consume`, checked against the payload's size and sha256.
+pub(crate) fn read_payload<T>(
+    store: &dyn crate::store::Store,
+    payload: &crate::manifest::Payload,
+    ids: &Identities,
+    what: &str,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<T> {
+    let expected = Expected {
+        sha256: &payload.sha256,
+        size: payload.size,
+    };
+    read_plaintext(
+        store.get(&payload.object)?,
+        Some(expected),
+        ids,
+        false,
+        what,
+        consume,
+    )
+}
+
 /// Streams a catalogued backup's archive (the payload `ids` can open, from the first store
 /// holding it) into `consume`, which reads the tar, not necessarily to its end. The rest is
 /// drained, the payload checked against the manifest and the archive against the private
@@ -203,23 +226,12 @@ pub(crate) fn read_archive(
         payload.object,
         store.describe()
     );
-    let expected = Expected {
-        sha256: &payload.sha256,
-        size: payload.size,
-    };
-    let (sha256, size) = read_plaintext(
-        store.get(&payload.object)?,
-        Some(expected),
-        ids,
-        false,
-        &what,
-        |r| {
-            let (mut hashing, digest) = HashReader::new(progress.reader(r));
-            consume(&mut hashing, &what)?;
-            io::copy(&mut hashing, &mut io::sink()).map_err(|e| damaged(&what, e))?;
-            Ok(digest.result())
-        },
-    )?;
+    let (sha256, size) = read_payload(store.as_ref(), payload, ids, &what, |r| {
+        let (mut hashing, digest) = HashReader::new(progress.reader(r));
+        consume(&mut hashing, &what)?;
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| damaged(&what, e))?;
+        Ok(digest.result())
+    })?;
     if sha256 != private.tar_sha256 {
         return Err(Error::Check(format!(
             "{what}: archive does not match the checksum in its private manifest"

@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::codec::Envelope;
 use crate::error::{Error, IoContext, Result};
-use crate::fetch::{self, Expected};
+use crate::fetch;
 use crate::hash::{HashWriter, sha256_of};
 use crate::inventory;
 use crate::keys::Identities;
@@ -317,28 +317,17 @@ fn fetch_record(
             .mode(0o600)
             .open(&tmp)
             .at("cannot create", &tmp)?;
-        let expected = Expected {
-            sha256: &payload.sha256,
-            size: payload.size,
-        };
-        let (sha256, size) = fetch::read_plaintext(
-            store.get(&payload.object)?,
-            Some(expected),
-            ids,
-            false,
-            &what,
-            |r| {
-                let mut w = HashWriter::new(BufWriter::new(out));
-                io::copy(r, &mut w).map_err(|e| Error::Check(format!("{what}: {e}")))?;
-                let (buffered, sha256, size) = w.finish();
-                buffered
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .at("cannot write", &tmp)?;
-                Ok((sha256, size))
-            },
-        )?;
+        let (sha256, size) = fetch::read_payload(store, payload, ids, &what, |r| {
+            let mut w = HashWriter::new(BufWriter::new(out));
+            io::copy(r, &mut w).map_err(|e| Error::Check(format!("{what}: {e}")))?;
+            let (buffered, sha256, size) = w.finish();
+            buffered
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .at("cannot write", &tmp)?;
+            Ok((sha256, size))
+        })?;
         if sha256 != record.sha256 || size != record.size {
             return Err(Error::Check(format!(
                 "{what} does not match its record (size {size} vs {}); it was altered or damaged",
